@@ -1,0 +1,175 @@
+"""One cell of the matrix: (task, method with parameters, seed) -> one record.
+
+`run_cell` never raises for a problem of the method: an exception, a NaN/Inf loss or
+prediction, or running out of time becomes a ``failed`` / ``diverged`` / ``timeout``
+record with the message, so the matrix goes on. Only ``KeyboardInterrupt`` propagates
+(the cell then has no record and is re-run when the command is repeated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import SCHEMA_VERSION
+from bench.config import BUDGETS, Context
+from bench.data import config_hash, load_or_generate
+from bench.errors import CellTimeout, Diverged, NotApplicable
+from bench.evaluate import evaluate, time_inference
+from bench.memory import PeakMemory
+from bench.names import build_method, build_task
+from bench.provenance import provenance
+from bench.records import record_path, write_json_atomic
+
+_DATA: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}  # per-process dataset memo
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything a cell needs; plain values only, so it pickles to any executor."""
+
+    task: str
+    method: str
+    seed: int
+    size: str
+    k_train: tuple[int, ...]
+    k_test: tuple[int, ...]
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 2
+    timeout_s: float = 900.0
+    data_dir: str = ""
+    run_dir: str = ""
+    progress: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the cell's numbers (not where files go or how it is shown)."""
+        d = dataclasses.asdict(self)
+        for k in ("data_dir", "run_dir", "progress", "timeout_s", "threads"):
+            d.pop(k)
+        return d
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.identity())
+
+    @property
+    def path(self) -> Path:
+        return record_path(Path(self.run_dir), self.task, self.method, self.seed)
+
+
+@contextlib.contextmanager
+def hard_deadline(seconds: float) -> Iterator[None]:
+    """Raise `CellTimeout` after ``seconds`` even inside code that never checks the
+    deadline (SIGALRM; main thread on POSIX only, elsewhere a no-op)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise CellTimeout(f"cell exceeded its hard time limit of {seconds:.0f} s")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def dataset_for(cfg: CellConfig) -> tuple[Any, Any, str]:
+    """(task, dataset, checksum), generated or loaded once per process."""
+    key = (cfg.task, cfg.size, cfg.data_dir)
+    if key not in _DATA:
+        _, task = build_task(cfg.task, cfg.size)
+        ds, digest, _ = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
+        _DATA[key] = (task, ds, digest)
+    return _DATA[key]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_cell(cfg: CellConfig) -> dict[str, Any]:
+    """Run one cell, write its record atomically, return the record."""
+    rec: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
+        "size": cfg.size, "k_train": list(cfg.k_train), "k_test": list(cfg.k_test),
+        "config": cfg.identity(), "config_hash": cfg.config_hash, "status": "ok", "error": None,
+        "reason": "", "started": _now(), "measurements": [],
+        **provenance(cfg.device, cfg.threads),
+    }
+    t_start = time.monotonic()
+    try:
+        # The cooperative deadline (checked by the training loop) normally fires first;
+        # the hard one stops code that never checks it.
+        with hard_deadline(cfg.timeout_s + min(30.0, 0.25 * cfg.timeout_s)):
+            _execute(cfg, rec, deadline=t_start + cfg.timeout_s)
+    except NotApplicable as e:
+        rec.update(status="n/a", reason=str(e), measurements=[])
+    except Diverged as e:
+        rec.update(status="diverged", error=str(e), measurements=[])
+    except CellTimeout as e:
+        rec.update(status="timeout", error=str(e), measurements=[])
+    except MemoryError as e:
+        rec.update(status="failed", error=f"out of memory: {e}", measurements=[])
+    except Exception as e:  # noqa: BLE001 -- isolation is the point: record and go on
+        tb = traceback.format_exc(limit=8)
+        rec.update(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", measurements=[])
+    rec["finished"] = _now()
+    rec["wall_s"] = time.monotonic() - t_start
+    write_json_atomic(cfg.path, rec)
+    return rec
+
+
+def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
+    task, data, digest = dataset_for(cfg)
+    spec = task.spec()
+    rec["data_checksum"] = digest
+    rec["fine_solver"] = spec.fine_solver_name
+    _, method = build_method(cfg.method)
+    rec["params"] = method.get_params()
+    reason = method.not_applicable(spec)
+    if reason:
+        raise NotApplicable(reason)
+    ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
+                  progress=cfg.progress, deadline=deadline)
+    ctx.apply()
+    train = data.subset(slice(0, task.n_train)).for_training(cfg.k_train)
+    test = data.subset(slice(task.n_train, task.n_train + task.n_test))
+    budget = BUDGETS[cfg.size]
+    rec["budget"] = dataclasses.asdict(budget)
+    with PeakMemory(cfg.device) as mem:
+        t0 = time.perf_counter()
+        method.fit(train, spec, budget, ctx)
+        train_s = time.perf_counter() - t0
+        ctx.check_deadline("fit")
+        rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx)
+    rows += time_inference(method, spec, test, cfg, ctx)
+    n_params = method.n_params()
+    from bench.records import measurement
+
+    rows += [
+        measurement("train_s", train_s),
+        measurement("peak_mem_mb", mem.peak_mb),
+        measurement("n_params", float(n_params) if n_params is not None else np.nan,
+                    status="ok" if n_params is not None else "n/a",
+                    reason="" if n_params is not None else "non-parametric method"),
+    ]
+    rec["measurements"] = rows
+    rec["probabilistic"] = bool(getattr(method, "probabilistic", False))
+    rec.update(method.diagnostics())

@@ -1,0 +1,150 @@
+"""Command line: ``python -m bench {run,list,data,report}``. Thin: parse, then call the
+plain functions in `bench.runner`, `bench.data` and `bench.report`.
+
+Exit codes: 0 success; 1 some cell failed / diverged / timed out; 2 bad input (nothing
+is computed or written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.errors import UsageError
+
+EPILOG = "Exit codes: 0 all cells ok or n/a; 1 a cell failed, diverged or timed out; 2 bad input."
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(t) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like '4,8', got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return vals
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.config import BUDGETS
+
+    p = argparse.ArgumentParser(prog="python -m bench", description="NeuroScale Bench: multiscale "
+                                "neural-operator benchmark (task x method matrix).", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a task x method matrix and write records, results.csv, report",
+                       epilog=EPILOG)
+    r.add_argument("--tasks", default="all", help="'all', comma list, or quoted glob; variants as name:field=value")
+    r.add_argument("--methods", default="all",
+                   help="'all', comma list, quoted glob ('neuroscale*'), variants (fno:n_modes=12), module:Class")
+    r.add_argument("--size", default="small", choices=list(BUDGETS), help="benchmark size (default: small)")
+    r.add_argument("--seeds", type=_ints, default=(0,), help="training seeds, e.g. '0,1,2' (default: 0)")
+    r.add_argument("--k-train", type=_ints, default=(4, 8), help="coarse-graining factors to train on (default: 4,8)")
+    r.add_argument("--k-test", type=_ints, default=(4, 8, 16), help="factors to evaluate (default: 4,8,16)")
+    r.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    r.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="training dtype")
+    r.add_argument("--threads", type=int, default=_default_threads(), help="CPU threads (default: all available)")
+    r.add_argument("--out", type=Path, help="run directory (default: results/<size>); re-running resumes it")
+    r.add_argument("--data-dir", type=Path, help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
+    r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
+    r.add_argument("--retry-failed", action="store_true", help="recompute failed/diverged/timeout cells")
+    r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("list", help="list tasks, methods (with parameters), variants and metrics")
+
+    d = sub.add_parser("data", help="generate (or verify) the cached datasets only")
+    d.add_argument("--tasks", default="all")
+    d.add_argument("--size", default="small", choices=list(BUDGETS))
+    d.add_argument("--data-dir", type=Path)
+
+    rep = sub.add_parser("report", help="write leaderboards and figures for a run directory")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--out", type=Path, help="output folder (default: reports/<run name>)")
+    return p
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from bench.data import default_data_dir
+    from bench.runner import RunConfig, run
+
+    cfg = RunConfig(tasks=a.tasks, methods=a.methods, size=a.size, seeds=a.seeds, k_train=a.k_train,
+                    k_test=a.k_test, device=a.device, dtype=a.dtype, threads=a.threads,
+                    out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
+                    overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
+                    progress=not a.quiet)
+    counts = run(cfg)
+    if not a.no_report:
+        from bench.report import summary_table, write_report
+
+        folder = write_report(cfg.out)
+        print(summary_table(cfg.out))
+        print(f"report: {folder}")
+    print("cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 1 if any(s not in ("ok", "n/a") for s in counts) else 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from bench.metrics import METRICS
+    from methods import METHODS, VARIANTS
+    from tasks import TASK_VARIANTS, TASKS
+
+    print("tasks:")
+    for name, cls in TASKS.items():
+        print(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    for v in TASK_VARIANTS:
+        print(f"  {v}")
+    print("methods (parameter=default):")
+    for name, cls in METHODS.items():
+        params = ", ".join(f"{k}={v}" for k, v in cls.param_defaults().items()) or "task solver parameters"
+        print(f"  {name:<16} {cls.summary}\n  {'':<16} [{params}]")
+    if VARIANTS:
+        print("registered variants:\n  " + "\n  ".join(VARIANTS))
+    print("metrics:")
+    for name, m in METRICS.items():
+        print(f"  {name:<16} {m.description}")
+    print("  plus speedup, train_s, infer_s, fine_s, n_params, peak_mem_mb and task-specific metrics")
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from bench.data import default_data_dir, load_or_generate
+    from bench.names import build_task, resolve_tasks
+
+    for t in resolve_tasks(a.tasks):
+        _, task = build_task(t, a.size)
+        ds, digest, path = load_or_generate(task, a.data_dir or default_data_dir(), progress=True)
+        print(f"{t}: {len(ds)} samples, sha256 {digest[:12]}, {path}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from bench.report import summary_table, write_report
+
+    if not (a.run_dir / "results.csv").exists():
+        raise UsageError(f"{a.run_dir} has no results.csv (is it a run directory?)")
+    folder = write_report(a.run_dir, a.out)
+    print(summary_table(a.run_dir))
+    print(f"report: {folder}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report}[args.command]
+    try:
+        return handler(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
+        return 130

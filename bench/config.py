@@ -1,0 +1,65 @@
+"""Explicit run-time inputs: training budgets per size and the execution context.
+
+Nothing here is global state: a `Context` is built by the runner from CLI options and
+passed down to `Method.fit`, the training loop and the timing harness.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from bench.errors import CellTimeout
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a neural method may do in one cell.
+
+    ``epochs`` is the schedule length; ``max_train_s`` stops training early (gracefully,
+    recorded in the train log) when the wall clock runs out first.
+    """
+
+    epochs: int
+    max_train_s: float
+    batch_size: int
+
+
+# Budgets per size, tuned so the full `small` matrix fits in ~30 min on a 2-core CPU
+# (see docs/architecture.md, "Sizes and budgets").
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(epochs=3, max_train_s=20.0, batch_size=8),
+    "small": Budget(epochs=40, max_train_s=90.0, batch_size=16),
+    "paper": Budget(epochs=500, max_train_s=4 * 3600.0, batch_size=32),
+}
+
+# Hard wall-clock limit per cell (training + evaluation + timing) before it is `timeout`.
+CELL_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "small": 900.0, "paper": 12 * 3600.0}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Seed, device, dtype and threads for one cell, plus its deadline."""
+
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 2
+    progress: bool = False
+    deadline: float | None = field(default=None, compare=False)  # time.monotonic() value
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+    def check_deadline(self, what: str = "cell") -> None:
+        """Raise `CellTimeout` once the cell's wall-clock budget is spent."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise CellTimeout(f"{what} exceeded the cell time budget")
+
+    def apply(self) -> None:
+        """Make torch follow this context (threads, seed). Called by the runner per cell."""
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)

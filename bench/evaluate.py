@@ -1,0 +1,130 @@
+"""Scoring a fitted method: metrics per factor k, and the speedup over the fine solver.
+
+Every metric the suite knows yields a row for every k: a value, or ``n/a`` with the
+reason (deterministic method, k the method cannot produce, task without the operator).
+Nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.config import Context
+from bench.errors import Diverged
+from bench.metrics import METRICS
+from bench.provenance import cpu_name
+from bench.records import measurement, write_json_atomic
+from bench.timing import measure
+from methods.base import Method
+from tasks.grid import restrict
+from tasks.spec import Dataset, TaskSpec
+
+if TYPE_CHECKING:
+    from bench.cell import CellConfig
+
+TIMING_BATCH = 16  # samples per timed call, the same for the fine solver and the method
+
+
+def _metric_names(spec: TaskSpec) -> list[str]:
+    return list(METRICS) + list(spec.extra_metrics)
+
+
+def _na_rows(spec: TaskSpec, k: int, unseen: bool, reason: str) -> list[dict[str, Any]]:
+    return [measurement(m, np.nan, k=k, unseen=unseen, status="n/a", reason=reason) for m in _metric_names(spec)]
+
+
+def _stat_row(name: str, vals: np.ndarray, k: int, unseen: bool) -> dict[str, Any]:
+    vals = np.asarray(vals, dtype=np.float64)
+    if not np.isfinite(vals).all():
+        raise Diverged(f"metric {name} is not finite at k={k}")
+    return measurement(name, float(vals.mean()), k=k, unseen=unseen, std=float(vals.std()), n=len(vals),
+                       samples=[float(v) for v in vals])
+
+
+def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, ...],
+             k_test: tuple[int, ...], ctx: Context) -> list[dict[str, Any]]:
+    """Metric rows for every k in ``k_test`` on the test set."""
+    rows: list[dict[str, Any]] = []
+    probabilistic = bool(getattr(method, "probabilistic", False))
+    for k in k_test:
+        unseen = k not in k_train
+        reason = method.k_not_supported(k, k_train)
+        if reason:
+            rows += _na_rows(spec, k, unseen, reason)
+            continue
+        ctx.check_deadline(f"predict k={k}")
+        pred = method.predict(test.inputs, k)
+        target = test.targets[k]
+        if pred.mean.shape != target.shape:
+            raise ValueError(f"{method.name} predicted shape {pred.mean.shape} at k={k}, expected {target.shape}")
+        if not np.isfinite(pred.mean).all() or (pred.var is not None and not np.isfinite(pred.var).all()):
+            raise Diverged(f"{method.name} predicted non-finite values at k={k}")
+        for name, metric in METRICS.items():
+            why = metric.applies(spec)
+            if metric.probabilistic and (pred.var is None or not probabilistic):
+                why = "deterministic method (no predictive variance)"
+            if why:
+                rows.append(measurement(name, np.nan, k=k, unseen=unseen, status="n/a", reason=why))
+                continue
+            rows.append(_stat_row(name, metric.fn(pred, target, test.inputs, k, spec), k, unseen))
+        for name, fn in spec.extra_metrics.items():
+            rows.append(_stat_row(name, fn(pred.mean, target, test.inputs, k), k, unseen))
+    return rows
+
+
+def fine_timing(spec: TaskSpec, inputs: np.ndarray, cfg: CellConfig) -> dict[str, Any]:
+    """Time the fine solver producing every coarse target of a batch; cached per run
+    directory and machine/threads/device, so every cell of a task shares one
+    denominator measured under the same conditions."""
+    key = f"{cfg.task}__{cfg.size}__{cfg.device}__t{cfg.threads}__n{len(inputs)}".replace(":", "_")
+    path = Path(cfg.run_dir) / "timing" / f"fine__{key}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("cpu") == cpu_name():
+            return cached
+    assert spec.fine_solve is not None
+
+    def solve() -> None:
+        u = spec.fine_solve(inputs)
+        for k in cfg.k_test:
+            restrict(u, k)
+
+    t = measure(solve, repeats=3)
+    out = {"fine_s": t.median_s, "timing": t.to_dict(), "solver": spec.fine_solver_name, "cpu": cpu_name(),
+           "batch": len(inputs)}
+    write_json_atomic(path, out)
+    return out
+
+
+def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfig,
+                   ctx: Context) -> list[dict[str, Any]]:
+    """``infer_s`` and ``speedup`` per k, and ``fine_s``, on the same batch and threads."""
+    batch = test.inputs[: min(TIMING_BATCH, len(test))]
+    rows: list[dict[str, Any]] = []
+    if spec.fine_solve is None:
+        fine = None
+        rows.append(measurement("fine_s", np.nan, status="n/a", reason="task has no fine solver"))
+    else:
+        fine = fine_timing(spec, batch, cfg)
+        rows.append(measurement("fine_s", fine["fine_s"], n=len(batch)))
+    for k in cfg.k_test:
+        unseen = k not in cfg.k_train
+        reason = method.k_not_supported(k, cfg.k_train)
+        if reason:
+            rows += [measurement(m, np.nan, k=k, unseen=unseen, status="n/a", reason=reason)
+                     for m in ("infer_s", "speedup")]
+            continue
+        ctx.check_deadline(f"timing k={k}")
+        t = measure(lambda: method.predict(batch, k), repeats=5)
+        flag = " (timed under load)" if t.loaded or (fine and fine["timing"]["loaded"]) else ""
+        rows.append(measurement("infer_s", t.median_s, k=k, unseen=unseen, n=len(batch), reason=flag.strip()))
+        if fine is None:
+            rows.append(measurement("speedup", np.nan, k=k, unseen=unseen, status="n/a", reason="no fine solver"))
+        else:
+            rows.append(measurement("speedup", fine["fine_s"] / t.median_s, k=k, unseen=unseen, n=len(batch),
+                                    reason=flag.strip()))
+    return rows

@@ -1,0 +1,145 @@
+"""The matrix runner: plan the cells, skip finished ones, run the rest, rebuild results.
+
+Resuming is the default: a cell whose record exists is not run again unless
+``overwrite`` (all cells) or ``retry_failed`` (non-ok cells) is set. A record written
+under a different configuration (e.g. other ``k_train``) is a clear error rather than a
+silent mix of incompatible numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from bench.cell import CellConfig, run_cell
+from bench.config import BUDGETS, CELL_TIMEOUT_S
+from bench.errors import UsageError
+from bench.names import build_method, build_task, resolve_methods, resolve_tasks
+from bench.provenance import provenance
+from bench.records import read_record, write_json_atomic, write_results_csv
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    tasks: str = "all"
+    methods: str = "all"
+    size: str = "small"
+    seeds: tuple[int, ...] = (0,)
+    k_train: tuple[int, ...] = (4, 8)
+    k_test: tuple[int, ...] = (4, 8, 16)
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 2
+    out: Path = Path("results/small")
+    data_dir: Path = Path()
+    overwrite: bool = False
+    retry_failed: bool = False
+    timeout_s: float | None = None
+    progress: bool = True
+    command: str = field(default_factory=lambda: shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
+
+
+@dataclass
+class Plan:
+    cells: list[CellConfig]
+    todo: list[CellConfig]
+    estimate_s: float
+
+
+def _check_ks(task_name: str, task: Any, ks: Sequence[int]) -> None:
+    spec = task.spec()
+    for k in ks:
+        spec.coarse_shape(k)  # raises ValueError naming the valid factors
+        if k not in spec.k_values:
+            raise UsageError(f"task {task_name} has no targets for k={k}; valid: {list(spec.k_values)}")
+
+
+def plan(cfg: RunConfig) -> Plan:
+    """Validate every name and factor and list the cells; raises `UsageError` before
+    anything is computed or written."""
+    if cfg.size not in BUDGETS:
+        raise UsageError(f"unknown size {cfg.size!r}; valid: {', '.join(BUDGETS)}")
+    tasks = resolve_tasks(cfg.tasks)
+    methods = resolve_methods(cfg.methods)
+    timeout = cfg.timeout_s or CELL_TIMEOUT_S[cfg.size]
+    cells, todo, estimate = [], [], 0.0
+    for t in tasks:
+        _, task = build_task(t, cfg.size)
+        try:
+            _check_ks(t, task, tuple(cfg.k_train) + tuple(cfg.k_test))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        spec = task.spec()
+        for m in methods:
+            name, method = build_method(m)
+            method.not_applicable(spec)  # raises UsageError for parameters the task rejects
+            for seed in cfg.seeds:
+                cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, k_train=tuple(cfg.k_train),
+                                  k_test=tuple(cfg.k_test), device=cfg.device, dtype=cfg.dtype,
+                                  threads=cfg.threads, timeout_s=timeout, data_dir=str(cfg.data_dir),
+                                  run_dir=str(cfg.out), progress=cfg.progress)
+                cells.append(cell)
+                if _needs_run(cell, cfg):
+                    todo.append(cell)
+                    estimate += method.estimate_s(BUDGETS[cfg.size])
+    return Plan(cells, todo, estimate)
+
+
+def _needs_run(cell: CellConfig, cfg: RunConfig) -> bool:
+    if cfg.overwrite or not cell.path.exists():
+        return True
+    try:
+        rec = read_record(cell.path)
+    except ValueError as e:
+        warnings.warn(f"{e}; the cell will be recomputed", stacklevel=2)
+        return True
+    if rec["config_hash"] != cell.config_hash:
+        raise UsageError(
+            f"{cell.path} was produced by a different configuration (e.g. other --k-train/--k-test or "
+            f"device); use --overwrite to replace it or --out for a new run directory"
+        )
+    return cfg.retry_failed and rec["status"] not in ("ok", "n/a")
+
+
+def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
+    """Run the matrix; returns the count of cells per status (all cells of the plan)."""
+    p = plan(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "run.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.update(
+        name=out.name, command=cfg.command, size=cfg.size, tasks=sorted({c.task for c in p.cells}),
+        methods=sorted({c.method for c in p.cells}), seeds=list(cfg.seeds), k_train=list(cfg.k_train),
+        k_test=list(cfg.k_test), provenance=provenance(cfg.device, cfg.threads),
+        started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_json_atomic(meta_path, meta)
+    done = len(p.cells) - len(p.todo)
+    log(f"plan: {len(p.cells)} cells ({done} already done, {len(p.todo)} to run), "
+        f"rough estimate {p.estimate_s / 60:.1f} min -> {out}")
+    t0 = time.monotonic()
+    bar = tqdm(p.todo, desc="cells", unit="cell", disable=not cfg.progress)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
+        rec = run_cell(cell)
+        if rec["status"] not in ("ok", "n/a"):
+            log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}: "
+                f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}")
+        write_results_csv(out)
+    write_results_csv(out)
+    meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    meta["wall_s"] = meta.get("wall_s", 0.0) + (time.monotonic() - t0)
+    write_json_atomic(meta_path, meta)
+    return Counter(read_record(c.path)["status"] for c in p.cells)

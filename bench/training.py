@@ -1,0 +1,94 @@
+"""The one training loop shared by every neural method.
+
+Methods differ only in their model and their loss; they hand this loop a closure that
+maps a batch of sample indices to ``(loss, terms)``. The loop owns the optimiser, the
+learning-rate schedule, gradient clipping, NaN/Inf detection (-> `Diverged`), the
+graceful time limit of the `Budget`, the hard cell deadline of the `Context`
+(-> `CellTimeout`) and the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.config import Budget, Context
+from bench.errors import Diverged
+
+LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class TrainLog:
+    """What happened during training; stored in the cell's record."""
+
+    epochs: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    stopped: str = "completed"  # or "time_limit"
+    loss: list[float] = field(default_factory=list)  # mean loss per epoch
+    terms: dict[str, list[float]] = field(default_factory=dict)  # mean of each term per epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train(
+    params: Iterable[torch.nn.Parameter],
+    loss_fn: LossFn,
+    n_samples: int,
+    *,
+    budget: Budget,
+    ctx: Context,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    grad_clip: float = 1.0,
+    desc: str = "train",
+) -> TrainLog:
+    """Minimise ``loss_fn`` over shuffled mini-batches of ``range(n_samples)``.
+
+    AdamW with a cosine learning-rate decay over ``budget.epochs`` epochs. Shuffling uses
+    a generator seeded from ``ctx.seed`` so the same seed gives the same run.
+    """
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    bs = max(1, min(budget.batch_size, n_samples))
+    steps_per_epoch = math.ceil(n_samples / bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, budget.epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(ctx.seed)
+    log = TrainLog()
+    t0 = time.perf_counter()
+    bar = tqdm(range(budget.epochs), desc=desc, disable=not ctx.progress, leave=False, unit="ep")
+    for epoch in bar:
+        total, sums = 0.0, {}  # type: float, dict[str, float]
+        for idx in torch.randperm(n_samples, generator=gen).split(bs):
+            loss, terms = loss_fn(idx)
+            if not torch.isfinite(loss):
+                raise Diverged(f"training loss became {loss.item()} at epoch {epoch}, step {log.steps}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            sched.step()
+            log.steps += 1
+            total += loss.item() * len(idx)
+            for name, v in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(v) * len(idx)
+            ctx.check_deadline("training")
+        log.epochs = epoch + 1
+        log.loss.append(total / n_samples)
+        for name, v in sums.items():
+            log.terms.setdefault(name, []).append(v / n_samples)
+        bar.set_postfix(loss=f"{log.loss[-1]:.4g}")
+        if time.perf_counter() - t0 > budget.max_train_s and epoch + 1 < budget.epochs:
+            log.stopped = "time_limit"
+            break
+    log.seconds = time.perf_counter() - t0
+    return log

@@ -1,0 +1,129 @@
+"""Base class for neural operators: normalisation, data on device, the shared training
+loop, batched prediction. A subclass provides ``build_model`` and, optionally, extra
+loss terms (``loss_terms``) or a probabilistic head (``predict_normalised``).
+
+Convention: the network maps the normalised fine input ``(B, C_in, H, W)`` to a field on
+the fine grid, ``(B, C_out, H, W)``; the prediction at factor ``k`` is ``R_k`` of it.
+Because ``R_k`` is linear and normalisation uses per-channel scalars, one network serves
+every k, including a factor never seen in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import Budget, Context
+from bench.errors import Diverged
+from bench.training import TrainLog, train
+from methods.base import Method, Prediction
+from tasks.grid import restrict
+from tasks.spec import Dataset, TaskSpec
+
+
+def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ||pred - target|| / ||target|| (per sample)."""
+    num = (pred - target).flatten(1).norm(dim=1)
+    den = target.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return (num / den).mean()
+
+
+def _to(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+    """Move to the context's device and dtype. ``Module.to(dtype)`` would also cast the
+    complex spectral weights of Fourier layers to real, so cast each tensor by kind."""
+    model = model.to(ctx.device)
+    complex_dtype = {torch.float32: torch.complex64, torch.float64: torch.complex128}[ctx.torch_dtype]
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_complex():
+            t.data = t.data.to(complex_dtype)
+        elif t.is_floating_point():
+            t.data = t.data.to(ctx.torch_dtype)
+    return model
+
+
+class NeuralMethod(Method):
+    """Shared machinery; subclasses set hyperparameters ``lr`` and ``weight_decay``."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+    # -- hooks for subclasses --------------------------------------------------------
+    def build_model(self, spec: TaskSpec) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def loss_terms(
+        self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch; their sum is minimised. Default: relative L2 of the
+        de-normalised prediction against every training factor's target."""
+        out = self.model(x)
+        data = sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items())
+        return {"data": data / len(ys)}
+
+    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prediction at factor ``k`` in physical units: (mean, variance or None)."""
+        return self.decode(restrict(self.model(x), k)), None
+
+    # -- normalisation ---------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._x_mean) / self._x_std
+
+    def decode(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self._y_std + self._y_mean
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=self._ctx.torch_dtype, device=self._ctx.device)
+
+    # -- contract --------------------------------------------------------------------
+    def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuralMethod:
+        self._spec, self._ctx, self._batch = spec, ctx, budget.batch_size
+        x = train_data.inputs
+        k0 = min(train_data.targets)
+        y0 = train_data.targets[k0]
+        # Per-channel scalars keep R_k(decode(z)) == decode(R_k(z)) for every k.
+        self._x_mean = self._tensor(x.mean(axis=(0, 2, 3))).view(1, -1, 1, 1)
+        self._x_std = self._tensor(x.std(axis=(0, 2, 3)) + 1e-8).view(1, -1, 1, 1)
+        self._y_mean = self._tensor(y0.mean(axis=(0, 2, 3))).view(1, -1, 1, 1)
+        self._y_std = self._tensor(y0.std(axis=(0, 2, 3)) + 1e-8).view(1, -1, 1, 1)
+        X = self.encode(self._tensor(x))
+        Ys = {k: self._tensor(v) for k, v in train_data.targets.items()}
+        self.model = _to(self.build_model(spec), ctx)
+        self.model.train()
+
+        def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            terms = self.loss_terms(X[idx], {k: y[idx] for k, y in Ys.items()}, idx)
+            total = sum(terms.values())
+            return total, {n: float(t.detach()) for n, t in terms.items()}
+
+        self.train_log: TrainLog = train(
+            self.model.parameters(), loss_fn, len(train_data), budget=budget, ctx=ctx,
+            lr=self.lr, weight_decay=self.weight_decay, desc=f"train {self.name}",
+        )
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def predict(self, inputs: np.ndarray, k: int) -> Prediction:
+        means, vars_ = [], []
+        for start in range(0, len(inputs), self._batch):
+            x = self.encode(self._tensor(inputs[start : start + self._batch]))
+            m, v = self.predict_normalised(x, k)
+            means.append(m.cpu().numpy())
+            if v is not None:
+                vars_.append(v.cpu().numpy())
+        mean = np.concatenate(means).astype(np.float64)
+        if not np.isfinite(mean).all():
+            raise Diverged(f"{self.name} predicted non-finite values at k={k}")
+        return Prediction(mean=mean, var=np.concatenate(vars_).astype(np.float64) if vars_ else None)
+
+    def estimate_s(self, budget: Budget) -> float:
+        # Budgets are sized so training usually ends well before its time cap.
+        return 0.6 * budget.max_train_s + 5.0
+
+    def n_params(self) -> int | None:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"train_log": self.train_log.to_dict()}

@@ -1,0 +1,245 @@
+"""`neuroscale`: the multiscale cross-attention operator this suite evaluates.
+
+The Method wires the network (`model.py`), its losses (`losses.py`) and its uncertainty
+(`uncertainty.py`) into the shared training loop through `NeuralMethod`. A deep ensemble
+of ``ensemble`` members is trained by calling that loop once per member, each with its
+own seed derived from ``ctx.seed`` and an equal share of the budget's time (see `fit`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.config import Budget, Context
+from bench.errors import NotApplicable, UsageError
+from bench.training import TrainLog
+from methods.neural import NeuralMethod
+from methods.neuroscale.losses import PhysicsLoss, gaussian_nll, mse
+from methods.neuroscale.model import NeuroScaleNet
+from methods.neuroscale.uncertainty import mc_dropout, mixture_moments
+from tasks.grid import restrict
+from tasks.spec import Dataset, TaskSpec
+
+# Share of a member's time that its planned epochs may fill (timing noise on a shared CPU).
+_TIME_SAFETY = 0.85
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Independent, reproducible seed of ensemble member ``member`` of a cell seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class NeuroScale(NeuralMethod):
+    """Cross-scale attention operator with physics regularisation and uncertainty.
+
+    ``gamma`` weighs the physics loss, ``beta`` the Gaussian NLL (``beta=0`` removes the
+    variance head: deterministic predictions), ``scales`` is the number of hierarchy
+    levels L+1 (1 = single-scale attention), ``ensemble`` the number M of members and
+    ``dropout`` the (MC-)dropout rate. See docs/neuroscale.md.
+    """
+
+    name = "neuroscale"
+    summary = "cross-scale attention operator, physics-regularised, ensemble + MC-dropout uncertainty"
+
+    def __init__(
+        self,
+        gamma: float = 0.1,
+        beta: float = 0.1,
+        scales: int = 4,
+        ensemble: int = 2,
+        dropout: float = 0.05,
+        width: int = 32,
+        heads: int = 4,
+        window: int = 3,
+        layers: int = 2,
+        stem: int = 2,
+        fourier: int = 4,
+        global_tokens: int = 4,
+        mc_samples: int = 8,
+        lambda_fine: float = 1.0,
+        lambda_coarse: float = 1.0,
+        lambda_div: float = 1.0,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        self.gamma = gamma
+        self.beta = beta
+        self.scales = scales
+        self.ensemble = ensemble
+        self.dropout = dropout
+        self.width = width
+        self.heads = heads
+        self.window = window
+        self.layers = layers
+        self.stem = stem
+        self.fourier = fourier
+        self.global_tokens = global_tokens
+        self.mc_samples = mc_samples
+        self.lambda_fine = lambda_fine
+        self.lambda_coarse = lambda_coarse
+        self.lambda_div = lambda_div
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self._validate()
+
+    def _validate(self) -> None:
+        checks = {
+            "gamma": self.gamma >= 0, "beta": self.beta >= 0, "scales": self.scales >= 1,
+            "ensemble": self.ensemble >= 1, "dropout": 0 <= self.dropout < 1,
+            "width": self.width >= 1 and self.width % self.heads == 0, "heads": self.heads >= 1,
+            "window": self.window >= 1 and self.window % 2 == 1, "layers": self.layers >= 0,
+            "stem": self.stem >= 1 and self.stem & (self.stem - 1) == 0, "fourier": self.fourier >= 0,
+            "global_tokens": self.global_tokens >= 1, "mc_samples": self.mc_samples >= 1,
+            "lambda_fine": self.lambda_fine >= 0, "lambda_coarse": self.lambda_coarse >= 0,
+            "lambda_div": self.lambda_div >= 0, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+        }
+        bad = [n for n, ok in checks.items() if not ok]
+        if bad:
+            raise UsageError(f"neuroscale: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
+    @property  # type: ignore[override]  # per instance: beta=0 gives a deterministic method
+    def probabilistic(self) -> bool:
+        return self.beta > 0
+
+    @property
+    def factor(self) -> int:
+        """Fine grids must be divisible by this (the coarsest level's block size)."""
+        return self.stem * 2 ** (self.scales - 1)
+
+    def not_applicable(self, spec: TaskSpec) -> str | None:
+        h, w = spec.fine_shape
+        if h % self.factor or w % self.factor:
+            return f"fine grid {h}x{w} is not divisible by stem*2^(scales-1) = {self.factor}"
+        return None
+
+    # -- NeuralMethod hooks ----------------------------------------------------------
+    def build_model(self, spec: TaskSpec) -> nn.Module:
+        # Initialise under the member's own seed without touching the global RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._seed)
+            return NeuroScaleNet(
+                spec.in_channels, spec.out_channels, width=self.width, heads=self.heads,
+                window=self.window, scales=self.scales, layers=self.layers, stem=self.stem,
+                fourier=self.fourier, global_tokens=self.global_tokens, dropout=self.dropout,
+                variance=self.probabilistic, log2k_centre=self._log2k_centre,
+            )
+
+    def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        u, feats = self.model(x)  # normalised fine field and features
+        data, nll = [], []
+        for k, y in ys.items():
+            yn = (y - self._y_mean) / self._y_std
+            mu = restrict(u, k)
+            data.append(mse(mu, yn))
+            if self.model.var_head is not None:
+                # Detached mean and features: the NLL trains the variance head only, so it
+                # cannot trade accuracy of the mean for a better likelihood.
+                logvar = self.model.var_head(restrict(feats.detach(), k), k)
+                nll.append(gaussian_nll(mu.detach(), logvar, yn))
+        terms = {"data": torch.stack(data).mean()}
+        if nll:
+            terms["nll"] = self.beta * torch.stack(nll).mean()
+        if self._physics is not None:
+            for n, t in self._physics(self.decode(u), self._x_raw[idx]).items():
+                terms[n] = self.gamma * t
+        return terms
+
+    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mixture over members x MC-dropout masks, in physical units."""
+        mc = self.probabilistic and self.dropout > 0
+        draws = self.mc_samples if mc else 1
+        means, variances = [], []
+        for m, model in enumerate(self.members):
+            for t in range(draws):
+                with mc_dropout(model, seed=member_seed(self._member_seeds[m], t + 1), enabled=mc):
+                    mu, logvar = model.predict(x, k)
+                means.append(mu)
+                if logvar is not None:
+                    variances.append(torch.exp(logvar))
+        mean, var = mixture_moments(torch.stack(means), torch.stack(variances) if variances else None)
+        if not self.probabilistic:
+            return self.decode(mean), None
+        return self.decode(mean), var * self._y_std**2
+
+    # -- contract --------------------------------------------------------------------
+    def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuroScale:
+        """Train ``ensemble`` members with the shared loop.
+
+        Budget split: a 1-epoch probe on ``2 * batch_size`` samples times a training step;
+        each member then gets ``(max_train_s - probe time) / M`` seconds and as many epochs
+        (at most ``budget.epochs``) as fit into 85% of that, so that every member's cosine
+        schedule runs to its end; the loop's own time limit still applies.
+        """
+        reason = self.not_applicable(spec)
+        if reason:
+            raise NotApplicable(reason)
+        k_train = tuple(sorted(train_data.targets))
+        self._log2k_centre = float(np.mean([math.log2(k) for k in k_train]))
+        dt = {"dtype": ctx.torch_dtype, "device": ctx.device}
+        self._physics = None
+        if self.gamma > 0:
+            sub = slice(0, min(len(train_data), 32))
+            phys = PhysicsLoss.from_data(
+                spec, torch.as_tensor(train_data.inputs[sub], **dt),
+                {k: torch.as_tensor(v[sub], **dt) for k, v in train_data.targets.items()},
+                self.lambda_fine, self.lambda_coarse, self.lambda_div,
+            )
+            self._physics = phys if phys.active else None
+
+        bs = max(1, min(budget.batch_size, len(train_data)))
+        probe = self._fit_one(train_data.subset(slice(0, min(len(train_data), 2 * bs))), spec,
+                              Budget(epochs=1, max_train_s=math.inf, batch_size=bs), ctx, member_seed(ctx.seed, 10**6))
+        self._probe_s_per_step = probe.seconds / max(1, probe.steps)
+        per_member = max(budget.max_train_s - probe.seconds, 0.1 * budget.max_train_s) / self.ensemble
+        epoch_s = self._probe_s_per_step * math.ceil(len(train_data) / bs)
+        epochs = max(1, min(budget.epochs, int(_TIME_SAFETY * per_member / max(epoch_s, 1e-9))))
+        self._member_budget = Budget(epochs=epochs, max_train_s=per_member, batch_size=budget.batch_size)
+
+        self._member_seeds = [member_seed(ctx.seed, m) for m in range(self.ensemble)]
+        members, self._member_logs = [], []
+        for s in self._member_seeds:
+            self._member_logs.append(self._fit_one(train_data, spec, self._member_budget, ctx, s))
+            members.append(self.model)
+        self.members = members
+        self.model = nn.ModuleList(members)  # n_params counts the whole ensemble
+        self.train_log = _merge_logs(self._member_logs)
+        self._ctx, self._batch = ctx, budget.batch_size
+        return self
+
+    def _fit_one(self, data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context, seed: int) -> TrainLog:
+        """One run of the shared loop (via NeuralMethod.fit) for one network."""
+        self._seed = seed
+        # Physics hooks need the inputs in physical units, indexed like the loop's batches.
+        self._x_raw = torch.as_tensor(data.inputs, dtype=ctx.torch_dtype, device=ctx.device)
+        super().fit(data, spec, budget, replace(ctx, seed=seed))
+        return self.train_log
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "train_log": self.train_log.to_dict(),
+            "member_logs": [log.to_dict() for log in self._member_logs],
+            "member_budget": {"epochs": self._member_budget.epochs, "max_train_s": self._member_budget.max_train_s},
+            "probe_s_per_step": self._probe_s_per_step,
+            "physics_scales": None if self._physics is None else dict(self._physics.scales),
+            "n_params_member": sum(p.numel() for p in self.members[0].parameters()),
+        }
+
+
+def _merge_logs(logs: list[TrainLog]) -> TrainLog:
+    """One log for the ensemble: summed epochs/steps/seconds, the worst stop reason and
+    the per-epoch loss and terms averaged over members (over the common epochs)."""
+    n = min(len(log.loss) for log in logs)
+    return TrainLog(
+        epochs=sum(log.epochs for log in logs),
+        steps=sum(log.steps for log in logs),
+        seconds=sum(log.seconds for log in logs),
+        stopped="time_limit" if any(log.stopped != "completed" for log in logs) else "completed",
+        loss=[float(np.mean([log.loss[e] for log in logs])) for e in range(n)],
+        terms={t: [float(np.mean([log.terms[t][e] for log in logs])) for e in range(n)] for t in logs[0].terms},
+    )

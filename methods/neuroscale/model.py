@@ -1,0 +1,135 @@
+"""The NeuroScale network: Fourier-feature lift, multiscale hierarchy, cross-scale
+attention blocks and a synthesis that serves every coarse-graining factor k.
+
+Data flow for a fine input ``x`` of shape ``(B, C_in, H, W)``:
+
+1. Lift (pointwise, fine grid): ``[x, gamma(coords)] -> width`` channels, where
+   ``gamma`` are sin/cos Fourier features of the cell centres (frequencies 0.5, 1, 2, ...
+   per unit length) so that the network can place high-frequency structure.
+2. Hierarchy: ``U^(l) = R_{s 2^l}(lift)`` for ``l = 0..L`` (``s = stem``, ``R`` the
+   conservative block average of `tasks.grid.restrict`). Averaging a *nonlinear* pointwise
+   lift is a learned family of cell averages (arithmetic, harmonic-like, ...), the
+   homogenisation-style statistics a coarse model of a rough coefficient needs.
+3. ``layers`` blocks of `CrossScaleAttention` (joint softmax over scales) plus a pointwise
+   MLP, each followed by a bottom-up pass ``U^(l) += B_l R_2 U^(l-1)`` that carries the
+   updated finer levels to the coarser ones.
+4. Synthesis: ``U~ = sum_l P_{s 2^l} U^(l)`` (P = piecewise-constant prolongation, the
+   sum over l of the proposal's formula) plus a fine skip of the lift, then a pointwise
+   head gives a field ``u`` on the fine grid. The prediction at ANY factor k is
+   ``R_k u``: consistent across factors (``R_16 u = R_2 R_8 u``), so an unseen k needs
+   no extrapolation of the mean. The variance head (`uncertainty.VarianceHead`) is the
+   only part that takes k as an input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from methods.neuroscale.attention import ChannelNorm, CrossScaleAttention
+from methods.neuroscale.uncertainty import VarianceHead
+from tasks.grid import prolong, restrict
+
+
+def fourier_features(h: int, w: int, n_freq: int, like: torch.Tensor) -> torch.Tensor:
+    """``(1, 4 n_freq, H, W)``: sin/cos of ``2 pi f x`` and ``2 pi f y`` at the cell
+    centres of the unit square, ``f = 0.5, 1, 2, ...`` (f = 0.5 gives the half-wave that
+    vanishes on both walls, the natural mode of Dirichlet problems)."""
+    ys = (torch.arange(h, dtype=like.dtype, device=like.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=like.dtype, device=like.device) + 0.5) / w
+    feats = []
+    for j in range(n_freq):
+        f = math.pi * 2**j  # 2 pi * (0.5 * 2^j)
+        for fn in (torch.sin, torch.cos):
+            feats.append(fn(f * ys)[:, None].expand(h, w))
+            feats.append(fn(f * xs)[None, :].expand(h, w))
+    return torch.stack(feats)[None] if feats else like.new_zeros(1, 0, h, w)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: cross-scale attention, pointwise MLP, bottom-up pass."""
+
+    def __init__(self, width: int, heads: int, levels: int, window: int, global_tokens: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.ModuleList(ChannelNorm(width) for _ in range(levels))
+        self.norm2 = nn.ModuleList(ChannelNorm(width) for _ in range(levels))
+        self.attn = CrossScaleAttention(width, heads, levels, window, global_tokens)
+        self.mlp = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, width, 1))
+        self.up = nn.ModuleList(nn.Conv2d(width, width, 1, bias=False) for _ in range(levels - 1))
+        for conv in self.up:  # start as the identity map of the hierarchy
+            nn.init.zeros_(conv.weight)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, us: list[torch.Tensor]) -> list[torch.Tensor]:
+        zs = self.attn([n(u) for n, u in zip(self.norm1, us)])
+        us = [u + self.drop(z) for u, z in zip(us, zs)]
+        us = [u + self.drop(self.mlp(n(u))) for n, u in zip(self.norm2, us)]
+        out = [us[0]]
+        for lvl in range(1, len(us)):
+            out.append(us[lvl] + self.up[lvl - 1](restrict(out[-1], 2)))
+        return out
+
+
+class NeuroScaleNet(nn.Module):
+    """Fine input ``(B, C_in, H, W)`` -> fine field ``(B, C_out, H, W)`` and fine
+    features ``(B, width, H, W)`` for the variance head (normalised units)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        width: int,
+        heads: int,
+        window: int,
+        scales: int,
+        layers: int,
+        stem: int,
+        fourier: int,
+        global_tokens: int,
+        dropout: float,
+        variance: bool,
+        log2k_centre: float,
+    ) -> None:
+        super().__init__()
+        self.scales, self.stem, self.fourier = scales, stem, fourier
+        n_in = in_channels + 4 * fourier
+        self.lift = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
+        self.level_embed = nn.Parameter(torch.zeros(scales, width, 1, 1))
+        self.blocks = nn.ModuleList(
+            Block(width, heads, scales, window, global_tokens, dropout) for _ in range(layers)
+        )
+        self.out_norm = ChannelNorm(width)
+        self.skip = nn.Conv2d(width, width, 1)
+        self.head = nn.Sequential(nn.GELU(), nn.Conv2d(width, out_channels, 1))
+        self.var_head = VarianceHead(width, out_channels, log2k_centre) if variance else None
+
+    @property
+    def factor(self) -> int:
+        """The grid must be divisible by this: the coarsest level's block size."""
+        return self.stem * 2 ** (self.scales - 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = x.shape
+        if h % self.factor or w % self.factor:
+            raise ValueError(f"grid {h}x{w} is not divisible by stem*2^(scales-1) = {self.factor}")
+        ff = fourier_features(h, w, self.fourier, x).expand(b, -1, -1, -1)
+        lifted = self.lift(torch.cat([x, ff], dim=1))
+        us = [restrict(lifted, self.stem * 2**lvl) + self.level_embed[lvl] for lvl in range(self.scales)]
+        for block in self.blocks:
+            us = block(us)
+        # Sum over levels, coarse to fine: acc_l = U^(l) + P_2 acc_{l+1}.
+        acc = us[-1]
+        for lvl in range(self.scales - 2, -1, -1):
+            acc = us[lvl] + prolong(acc, 2)
+        feats = self.out_norm(prolong(acc, self.stem) + self.skip(lifted))
+        return self.head(feats), feats
+
+    def predict(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean ``R_k u`` and log-variance at factor ``k`` (None without a variance head),
+        both normalised."""
+        u, feats = self(x)
+        logvar = None if self.var_head is None else self.var_head(restrict(feats, k), k)
+        return restrict(u, k), logvar

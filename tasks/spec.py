@@ -1,0 +1,162 @@
+"""The contract between tasks and everything else: `TaskSpec`, `Dataset`, `Task`.
+
+A method is built from a `TaskSpec` alone; it never sees a task's name or class. The
+spec therefore carries the shapes *and* the physics hooks (residual, divergence,
+conservation, coarse and fine solvers) that physics-aware methods and metrics need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+K_VALUES: tuple[int, ...] = (4, 8, 16)
+SIZES: tuple[str, ...] = ("smoke", "small", "paper")
+
+
+@dataclass(frozen=True)
+class CoarseSolver:
+    """A classical solver on the k-coarse grid.
+
+    * ``solve(inputs, k, **params) -> ndarray (N, C_out, H/k, W/k)`` from fine inputs.
+    * ``advance(state_coarse, k, **params) -> ndarray`` (time-dependent tasks): advance a
+      coarse state ``(N, C, H/k, W/k)`` by one horizon; used for rollouts.
+    * ``params``: keyword parameters and their defaults (chosen by measurement);
+      ``choices`` the valid values of enumerated parameters (checked before a run).
+    """
+
+    solve: Callable[..., np.ndarray]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    advance: Callable[..., np.ndarray] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a method or metric may know about a task.
+
+    Shapes are channel-first: inputs ``(N, in_channels, H, W)``, outputs
+    ``(N, out_channels, H // k, W // k)`` for every ``k`` in ``k_values``.
+
+    Physics hooks (``None`` where a task has no such operator):
+
+    * ``residual(u, inputs, k) -> Tensor``: the task's discrete PDE residual of the torch
+      field ``u`` given on the grid coarsened by ``k`` (``k = 1`` is the fine grid), with
+      the fine ``inputs`` supplying coefficients/forcing. Differentiable in ``u``.
+    * ``divergence(u, k) -> Tensor``: discrete divergence of a velocity output (flows).
+    * ``conservation(pred, target, inputs, k) -> ndarray (N,)``: the normalised
+      conservation error per sample (see ``docs/metrics.md``).
+    * ``coarse_solvers``: the classical coarse-grid solvers by family (``"fv"``,
+      ``"spectral"``), each a `CoarseSolver`; the methods ``coarse_fv`` and
+      ``coarse_spectral`` look their family up here and record ``n/a`` if absent.
+    * ``fine_solve(inputs) -> ndarray``: the fine solver whose output, restricted, is the
+      target; it is the denominator of ``speedup``.
+    * ``extra_metrics``: task-specific metrics ``f(pred, target, inputs, k) -> (N,)``.
+
+    Time-dependent tasks (``time_dependent=True``): inputs are the state at t (so
+    ``in_channels == out_channels``), targets are ``R_k`` of the state at t + horizon,
+    and every `CoarseSolver` also has ``advance``. Rollouts are scored at
+    ``rollout_horizons`` (multiples of the horizon).
+    """
+
+    name: str
+    fine_shape: tuple[int, int]
+    in_channels: int
+    out_channels: int
+    in_names: tuple[str, ...]
+    out_names: tuple[str, ...]
+    boundary: str
+    time_dependent: bool = False
+    k_values: tuple[int, ...] = K_VALUES
+    domain: tuple[float, float] = (1.0, 1.0)
+    residual: Callable[..., Any] | None = None
+    divergence: Callable[..., Any] | None = None
+    conservation: Callable[..., np.ndarray] | None = None
+    coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)
+    fine_solve: Callable[[np.ndarray], np.ndarray] | None = None
+    fine_solver_name: str = ""
+    extra_metrics: Mapping[str, Callable[..., np.ndarray]] = field(default_factory=dict)
+    rollout_horizons: tuple[int, ...] = ()
+
+    def coarse_shape(self, k: int) -> tuple[int, int]:
+        """Grid shape after coarse-graining by ``k``; raises if ``k`` does not divide."""
+        h, w = self.fine_shape
+        if k < 1 or h % k or w % k:
+            raise ValueError(
+                f"k={k} does not divide the fine grid {h}x{w} of task {self.name!r}; "
+                f"valid k: {', '.join(map(str, valid_ks(self.fine_shape)))}"
+            )
+        return h // k, w // k
+
+
+def valid_ks(shape: tuple[int, int]) -> list[int]:
+    """Coarse-graining factors (>1) that divide both grid dimensions."""
+    h, w = shape
+    return [k for k in range(2, min(h, w) + 1) if h % k == 0 and w % k == 0]
+
+
+@dataclass
+class Dataset:
+    """Samples of one task: fine inputs, (optionally) fine solutions, coarse targets.
+
+    ``targets[k]`` is ``R_k`` of the fine solution. Time-dependent tasks may add
+    ``rollouts[k]``: ``(N, 1 + max(rollout_horizons), C, H/k, W/k)`` filtered
+    trajectories sampled every horizon, starting at ``R_k`` of the input state.
+    During training the harness hands a
+    method a dataset restricted to ``k_train`` and without ``fine``, so no method can
+    peek at the unseen factor.
+    """
+
+    inputs: np.ndarray
+    targets: dict[int, np.ndarray]
+    fine: np.ndarray | None = None
+    rollouts: dict[int, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def subset(self, idx: Any) -> Dataset:
+        return Dataset(
+            inputs=self.inputs[idx],
+            targets={k: v[idx] for k, v in self.targets.items()},
+            fine=None if self.fine is None else self.fine[idx],
+            rollouts={k: v[idx] for k, v in self.rollouts.items()},
+            meta=dict(self.meta),
+        )
+
+    def for_training(self, k_train: tuple[int, ...]) -> Dataset:
+        """The view a method may train on: targets for ``k_train`` only, no fine field."""
+        missing = [k for k in k_train if k not in self.targets]
+        if missing:
+            raise ValueError(f"dataset has no targets for k={missing}")
+        return Dataset(
+            inputs=self.inputs,
+            targets={k: self.targets[k] for k in k_train},
+            fine=None,
+            meta=dict(self.meta),
+        )
+
+
+class Task(Protocol):
+    """A PDE problem: a frozen dataclass with physical/discretisation fields."""
+
+    name: ClassVar[str]
+    n_train: int
+    n_test: int
+
+    @classmethod
+    def sized(cls, size: str) -> Task:
+        """The task configured for a benchmark size in ``SIZES``."""
+        ...
+
+    def spec(self) -> TaskSpec: ...
+
+    def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
+        """``n`` samples, deterministic in ``seed``; sample ``i`` depends on ``(seed, i)``
+        only, so a smaller dataset is a prefix of a larger one."""
+        ...

@@ -1,0 +1,140 @@
+"""End-to-end tier: the matrix runner on the smoke size, resume, isolation, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.errors import UsageError
+from bench.metrics import METRICS
+from bench.records import read_record, read_results
+from bench.runner import RunConfig, run
+
+FAST = "mean,coarse_fv"
+
+
+def cfg(tmp_path, data_dir, methods=FAST, **kw) -> RunConfig:
+    kw.setdefault("out", tmp_path / "run")
+    return RunConfig(tasks="darcy", methods=methods, size="smoke", data_dir=data_dir, progress=False, **kw)
+
+
+def test_smoke_matrix_end_to_end(tmp_path, data_dir):
+    counts = run(cfg(tmp_path, data_dir, methods="fno,coarse_fv,mean"), log=lambda s: None)
+    assert counts == {"ok": 3}
+    df = read_results(tmp_path / "run")
+    assert set(df.method) == {"fno", "coarse_fv", "mean"}
+    for method in ("fno", "coarse_fv", "mean"):
+        sub = df[(df.method == method) & (df.metric == "rel_l2")]
+        assert sorted(sub.k) == [4, 8, 16]
+        assert sub.set_index("k").loc[16, "unseen"]
+        assert (sub.value > 0).all() and (sub.status == "ok").all()
+        # every registered metric appears for every k: a value or an explicit n/a
+        per_k = df[(df.method == method) & df.k.notna()]
+        assert set(METRICS) <= set(per_k.metric)
+    assert (df[(df.metric == "nll")].status == "n/a").all()  # no probabilistic method here
+    rec = read_record(next((tmp_path / "run" / "records").glob("darcy__fno__seed0.json")))
+    for key in ("config_hash", "data_checksum", "git_commit", "versions", "device", "cpu", "started", "finished"):
+        assert rec.get(key), key
+    assert rec["train_log"]["epochs"] >= 1
+
+
+def test_same_seed_same_numbers(tmp_path, data_dir):
+    a = run(cfg(tmp_path, data_dir, methods="fno,mean", out=tmp_path / "a"), log=lambda s: None)
+    b = run(cfg(tmp_path, data_dir, methods="fno,mean", out=tmp_path / "b"), log=lambda s: None)
+    assert a == b == {"ok": 2}
+    acc = ["rel_l2", "conservation"]
+    da, db = (read_results(tmp_path / d) for d in "ab")
+    da, db = da[da.metric.isin(acc)], db[db.metric.isin(acc)]
+    pd.testing.assert_frame_equal(da.reset_index(drop=True), db.reset_index(drop=True))
+
+
+def test_failure_isolation_and_exit_code(tmp_path, data_dir):
+    methods = "mean,tests.plugins:Raising,tests.plugins:NaNPredictor"
+    counts = run(cfg(tmp_path, data_dir, methods=methods), log=lambda s: None)
+    assert counts == {"ok": 1, "failed": 1, "diverged": 1}
+    df = read_results(tmp_path / "run")
+    failed = df[df.method == "tests.plugins:Raising"]
+    assert list(failed.status) == ["failed"] and "boom" in failed.reason.iloc[0]
+    assert list(df[df.method == "tests.plugins:NaNPredictor"].status) == ["diverged"]
+    rc = main(["run", "--tasks", "darcy", "--methods", methods, "--size", "smoke", "--out", str(tmp_path / "run"),
+               "--data-dir", str(data_dir), "--no-report", "--quiet"])
+    assert rc == 1
+
+
+def test_timeout_is_recorded_and_run_goes_on(tmp_path, data_dir):
+    counts = run(cfg(tmp_path, data_dir, methods="tests.plugins:Sleeper,mean", timeout_s=8.0), log=lambda s: None)
+    assert counts == {"timeout": 1, "ok": 1}
+
+
+def test_interrupted_run_resumes_only_missing_cells(tmp_path, data_dir):
+    c = cfg(tmp_path, data_dir, methods="mean,tests.plugins:Interrupting,coarse_fv")
+    with pytest.raises(KeyboardInterrupt):
+        run(c, log=lambda s: None)
+    records = tmp_path / "run" / "records"
+    first = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
+    assert list(first) == ["darcy__mean__seed0.json"]  # nothing half-written
+    assert not list(records.glob(".*tmp"))
+    counts = run(cfg(tmp_path, data_dir, methods="mean,coarse_fv"), log=lambda s: None)
+    assert counts == {"ok": 2}
+    assert (records / "darcy__mean__seed0.json").stat().st_mtime_ns == first["darcy__mean__seed0.json"]
+    # --overwrite recomputes
+    run(cfg(tmp_path, data_dir, methods="mean", overwrite=True), log=lambda s: None)
+    assert (records / "darcy__mean__seed0.json").stat().st_mtime_ns != first["darcy__mean__seed0.json"]
+
+
+def test_corrupt_record_is_recomputed(tmp_path, data_dir):
+    run(cfg(tmp_path, data_dir, methods="mean"), log=lambda s: None)
+    path = tmp_path / "run" / "records" / "darcy__mean__seed0.json"
+    path.write_text(path.read_text()[:50])  # truncated
+    with pytest.warns(UserWarning, match="unreadable record"):
+        counts = run(cfg(tmp_path, data_dir, methods="mean"), log=lambda s: None)
+    assert counts == {"ok": 1}
+    json.loads(path.read_text())
+
+
+def test_changed_configuration_is_refused(tmp_path, data_dir):
+    run(cfg(tmp_path, data_dir, methods="mean"), log=lambda s: None)
+    with pytest.raises(UsageError, match="different configuration"):
+        run(cfg(tmp_path, data_dir, methods="mean", k_train=(4,)), log=lambda s: None)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "nope"], "unknown task 'nope'; valid: darcy"),
+        (["--methods", "fnoo"], "unknown method 'fnoo'; valid:"),
+        (["--methods", "fno:n_mode=3"], "has no parameter 'n_mode'; valid: n_modes"),
+        (["--methods", "fno:n_modes=abc"], "fno:n_modes=abc"),
+        (["--methods", "coarse_fv:mean=median"], "median"),
+        (["--methods", "coarse_fv:nope=1"], "unknown parameter"),
+        (["--k-test", "4,5"], "k=5 does not divide"),
+        (["--k-test", "4,2"], "no targets for k=2"),
+        (["--methods", "'zz*'"], "matches no method"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, data_dir, capsys, args, message):
+    out = tmp_path / "never"
+    rc = main(["run", "--size", "smoke", "--out", str(out), "--data-dir", str(data_dir), "--quiet", "--no-report", *args])
+    assert rc == 2
+    assert message.strip("'") in capsys.readouterr().err.replace("'zz*'", "zz*") or message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_size_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--size", "huge"])
+    assert e.value.code == 2 and "smoke" in capsys.readouterr().err
+
+
+def test_unwritable_run_dir_is_a_clear_error(tmp_path, data_dir):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere: permission errors cannot be provoked")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    rc = main(["run", "--tasks", "darcy", "--methods", "mean", "--size", "smoke", "--out", str(ro / "run"),
+               "--data-dir", str(data_dir), "--quiet", "--no-report"])
+    assert rc == 2
