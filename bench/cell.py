@@ -26,7 +26,7 @@ from bench import SCHEMA_VERSION
 from bench.config import BUDGETS, Context
 from bench.data import config_hash, load_or_generate
 from bench.errors import CellTimeout, Diverged, NotApplicable
-from bench.evaluate import evaluate, time_inference
+from bench.evaluate import evaluate, evaluate_rollouts, time_inference
 from bench.memory import PeakMemory
 from bench.names import build_method, build_task
 from bench.provenance import provenance
@@ -159,6 +159,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
         train_s = time.perf_counter() - t0
         ctx.check_deadline("fit")
         rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx)
+        rows += evaluate_rollouts(method, spec, test, cfg.k_train, cfg.k_test, ctx)
     rows += time_inference(method, spec, test, cfg, ctx)
     n_params = method.n_params()
     from bench.records import measurement

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,list,data,report}``. Thin: parse, then call the
+"""Command line: ``python -m bench {run,list,data,report,compare}``. Thin: parse, then call the
 plain functions in `bench.runner`, `bench.data` and `bench.report`.
 
 Exit codes: 0 success; 1 some cell failed / diverged / timed out; 2 bad input (nothing
@@ -69,7 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write leaderboards and figures for a run directory")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="output folder (default: reports/<run name>)")
+    c = sub.add_parser("compare", help="regression check: exit 1 if NEW is worse than BASELINE",
+                       epilog="Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.")
+    c.add_argument("baseline", type=Path, help="baseline run directory or results.csv")
+    c.add_argument("new", type=Path, help="new run directory or results.csv")
+    c.add_argument("--tol", action="append", default=[], metavar="METRIC=RTOL[:ATOL]",
+                   help="tolerance override, repeatable (e.g. rel_l2=0.02, speedup=0.5)")
+    c.add_argument("--tol-file", type=Path, help='JSON {"metric": {"rtol": r, "atol": a}}')
+    c.add_argument("--z", type=float, default=2.0, help="seed-spread multiplier (default 2)")
+    c.add_argument("--all", action="store_true", help="show unchanged rows too")
     return p
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from bench.compare import compare, format_table, parse_tolerances
+
+    table = compare(a.baseline, a.new, parse_tolerances(a.tol, a.tol_file), z=a.z)
+    print(format_table(table, show_all=a.all))
+    n_bad = int((table.verdict == "regressed").sum())
+    print(f"{n_bad} regression(s), {int((table.verdict == 'improved').sum())} improvement(s), "
+          f"{int((table.verdict == 'same').sum())} unchanged")
+    return 1 if n_bad else 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -139,7 +159,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report}[args.command]
+    handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report,
+               "compare": cmd_compare}[args.command]
     try:
         return handler(args)
     except UsageError as e:

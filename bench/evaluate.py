@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.config import Context
-from bench.errors import Diverged
-from bench.metrics import METRICS
+from bench.errors import Diverged, NotApplicable
+from bench.metrics import METRICS, core
 from bench.provenance import cpu_name
 from bench.records import measurement, write_json_atomic
 from bench.timing import measure
@@ -73,6 +73,45 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, 
             rows.append(_stat_row(name, metric.fn(pred, target, test.inputs, k, spec), k, unseen))
         for name, fn in spec.extra_metrics.items():
             rows.append(_stat_row(name, fn(pred.mean, target, test.inputs, k), k, unseen))
+    return rows
+
+
+def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, ...],
+                      k_test: tuple[int, ...], ctx: Context) -> list[dict[str, Any]]:
+    """Coarse rollouts of time-dependent tasks: from ``R_k`` of a state, apply the
+    method's coarse-to-coarse map repeatedly and score ``rollout_rel_l2@n`` at every
+    horizon ``n`` in ``spec.rollout_horizons``, plus ``decorrelation_time``: the first
+    horizon at which the relative error exceeds 1 (censored at the last horizon + 1)."""
+    if not spec.time_dependent or not spec.rollout_horizons:
+        return []
+    names = [f"rollout_rel_l2@{n}" for n in spec.rollout_horizons] + ["decorrelation_time"]
+    rows: list[dict[str, Any]] = []
+    for k in k_test:
+        unseen = k not in k_train
+        traj = test.rollouts.get(k)
+        reason = None if traj is not None else "dataset has no filtered trajectories"
+        reason = reason or method.k_not_supported(k, k_train)
+        steps = max(spec.rollout_horizons)
+        if reason is None:
+            try:
+                state, errors = traj[:, 0], []
+                for _ in range(steps):
+                    ctx.check_deadline(f"rollout k={k}")
+                    state = method.advance(state, k).mean
+                    if not np.isfinite(state).all():
+                        raise Diverged(f"{method.name} rollout became non-finite at k={k}")
+                    errors.append(core.rel_l2(state, traj[:, len(errors) + 1]))
+            except NotApplicable as e:
+                reason = str(e)
+        if reason:
+            rows += [measurement(m, np.nan, k=k, unseen=unseen, status="n/a", reason=reason) for m in names]
+            continue
+        err = np.stack(errors, axis=1)  # (N, steps)
+        for n in spec.rollout_horizons:
+            rows.append(_stat_row(f"rollout_rel_l2@{n}", err[:, n - 1], k, unseen))
+        above = err > 1.0
+        decor = np.where(above.any(axis=1), above.argmax(axis=1) + 1, steps + 1).astype(float)
+        rows.append(_stat_row("decorrelation_time", decor, k, unseen))
     return rows
 
 

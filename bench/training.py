@@ -54,7 +54,8 @@ def train(
     """Minimise ``loss_fn`` over shuffled mini-batches of ``range(n_samples)``.
 
     AdamW with a cosine learning-rate decay over ``budget.epochs`` epochs. Shuffling uses
-    a generator seeded from ``ctx.seed`` so the same seed gives the same run.
+    a generator seeded from ``ctx.seed`` so the same seed gives the same run. Training
+    stops early (``stopped = "time_limit"``) once ``budget.max_train_s`` has passed.
     """
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -66,7 +67,7 @@ def train(
     t0 = time.perf_counter()
     bar = tqdm(range(budget.epochs), desc=desc, disable=not ctx.progress, leave=False, unit="ep")
     for epoch in bar:
-        total, sums = 0.0, {}  # type: float, dict[str, float]
+        total, seen, sums = 0.0, 0, {}  # type: float, int, dict[str, float]
         for idx in torch.randperm(n_samples, generator=gen).split(bs):
             loss, terms = loss_fn(idx)
             if not torch.isfinite(loss):
@@ -82,13 +83,16 @@ def train(
             for name, v in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(v) * len(idx)
             ctx.check_deadline("training")
+            seen += len(idx)
+            if time.perf_counter() - t0 > budget.max_train_s:
+                log.stopped = "time_limit"
+                break
         log.epochs = epoch + 1
-        log.loss.append(total / n_samples)
+        log.loss.append(total / max(seen, 1))
         for name, v in sums.items():
-            log.terms.setdefault(name, []).append(v / n_samples)
+            log.terms.setdefault(name, []).append(v / max(seen, 1))
         bar.set_postfix(loss=f"{log.loss[-1]:.4g}")
-        if time.perf_counter() - t0 > budget.max_train_s and epoch + 1 < budget.epochs:
-            log.stopped = "time_limit"
+        if log.stopped == "time_limit":
             break
     log.seconds = time.perf_counter() - t0
     return log

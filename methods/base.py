@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.config import Budget, Context
+from bench.errors import NotApplicable
 from tasks.spec import Dataset, TaskSpec
 
 
@@ -70,6 +71,12 @@ class Method:
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         raise NotImplementedError
+
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        """Coarse-to-coarse map for rollouts of time-dependent tasks: the state one
+        horizon later from a coarse state ``(N, C, H/k, W/k)``. Methods that only take
+        the fine input raise `NotApplicable` (reported as ``n/a``)."""
+        raise NotApplicable(f"{self.name} cannot take a coarse state as input")
 
     def estimate_s(self, budget: Budget) -> float:
         """Rough wall time of one cell, for the plan printed before a run."""

@@ -52,12 +52,17 @@ class CoarseClassical(Method):
         return None
 
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> CoarseClassical:
-        self._solve = self._solver(spec).solve
-        self._kwargs = {**self._solver(spec).params, **self.params}
+        self._impl = self._solver(spec)
+        self._kwargs = {**self._impl.params, **self.params}
         return self
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
-        return Prediction(mean=np.asarray(self._solve(inputs, k, **self._kwargs), dtype=np.float64))
+        return Prediction(mean=np.asarray(self._impl.solve(inputs, k, **self._kwargs), dtype=np.float64))
+
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        if self._impl.advance is None:
+            return super().advance(state, k)
+        return Prediction(mean=np.asarray(self._impl.advance(state, k, **self._kwargs), dtype=np.float64))
 
 
 class CoarseFV(CoarseClassical):

@@ -33,3 +33,6 @@ class MeanField(Method):
         j = max(j for j in self._means if k % j == 0)
         field = restrict(self._means[j], k // j)
         return Prediction(mean=np.broadcast_to(field, (len(inputs), *field.shape)).copy())
+
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        return self.predict(state, k)

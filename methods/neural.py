@@ -104,8 +104,11 @@ class NeuralMethod(Method):
         self.model.eval()
         return self
 
-    @torch.no_grad()
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
+        return self._batched(inputs, k)
+
+    @torch.no_grad()
+    def _batched(self, inputs: np.ndarray, k: int) -> Prediction:
         means, vars_ = [], []
         for start in range(0, len(inputs), self._batch):
             x = self.encode(self._tensor(inputs[start : start + self._batch]))
@@ -121,6 +124,16 @@ class NeuralMethod(Method):
     def estimate_s(self, budget: Budget) -> float:
         # Budgets are sized so training usually ends well before its time cap.
         return 0.6 * budget.max_train_s + 5.0
+
+    @torch.no_grad()
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        """Rollout step: the network applied to the coarse state on the coarse grid.
+        Fourier-type operators are defined on functions, not grids, so the operator
+        learned at the fine resolution can be evaluated at the coarse one (no R_k: the
+        input already lives on the target grid)."""
+        if not self._spec.time_dependent:
+            return super().advance(state, k)
+        return self._batched(state, k=1)
 
     def n_params(self) -> int | None:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

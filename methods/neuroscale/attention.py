@@ -59,12 +59,6 @@ def _window_mask(h: int, w: int, window: int, like: torch.Tensor) -> torch.Tenso
     return F.unfold(ones, window, padding=window // 2).view(window * window, h, w) > 0.5
 
 
-def _expand(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Broadcast a coarse ``(..., Hc, Wc)`` tensor to the ``r``-times finer grid as a
-    view ``(..., Hc, 1, Wc, 1)``; every fine cell shares its ancestor's value."""
-    return t.unsqueeze(-1).unsqueeze(-3) if r > 1 else t
-
-
 class CrossScaleAttention(nn.Module):
     """Joint-softmax attention over a hierarchy of ``levels`` grids, each twice as coarse
     as the previous one. Per-level projections ``W^(l)`` give Q, K, V (1x1 convolutions);
@@ -100,7 +94,7 @@ class CrossScaleAttention(nn.Module):
         return outs
 
     def weights(self, us: list[torch.Tensor]) -> list[tuple[torch.Tensor, list[int]]]:
-        """Attention weights per query level: ``(B, heads, n_keys, H_l, W_l)`` and the
+        """Attention weights per query level: ``(B, heads, H_l, W_l, n_keys)`` and the
         sizes of the key blocks (one per key level ``l' >= l``, then the global block).
         For inspection and tests."""
         _, ws = self._attend(us, keep_weights=True)
@@ -112,53 +106,76 @@ class CrossScaleAttention(nn.Module):
         if len(us) != self.levels:
             raise ValueError(f"expected {self.levels} levels, got {len(us)}")
         h, dh, w = self.heads, self.width // self.heads, self.window
-        scale = 1.0 / math.sqrt(dh)
+        w2 = w * w
         qs, ks, vs = [], [], []
         for lvl, u in enumerate(us):
             q, k, v = self.qkv[lvl](u).chunk(3, dim=1)
-            qs.append(q * scale)
-            ks.append(_windows(k, h, w))
+            qs.append(q * (1.0 / math.sqrt(dh)))
+            ks.append(_windows(k, h, w))  # (B, h, dh, w2, H_l, W_l)
             vs.append(_windows(v, h, w))
         # Global tokens: the coarsest level pooled to a fixed G x G grid (O(1) tokens).
-        coarse = us[-1]
-        g = self._global_grid((coarse.shape[-2], coarse.shape[-1]))
-        kg, vg = self.kv_global(F.adaptive_avg_pool2d(coarse, g)).flatten(2).chunk(2, dim=1)
-        b = coarse.shape[0]
-        kg = kg.reshape(b, h, dh, -1)
-        vg = vg.reshape(b, h, dh, -1)
+        b = us[0].shape[0]
+        g = self._global_grid((us[-1].shape[-2], us[-1].shape[-1]))
+        kg, vg = self.kv_global(F.adaptive_avg_pool2d(us[-1], g)).flatten(2).chunk(2, dim=1)
+        kg, vg = kg.reshape(b, h, dh, -1), vg.reshape(b, h, dh, -1).transpose(-1, -2)
 
         outs: list[torch.Tensor] = []
         kept: list[tuple[torch.Tensor, list[int]]] = []
         for lq in range(self.levels):
-            q = qs[lq]
-            _, _, hq, wq = q.shape
-            qh = q.view(b, h, dh, hq, wq)
+            _, _, hq, wq = qs[lq].shape
+            q = qs[lq].view(b, h, dh, hq, wq)
             scores, sizes = [], []
+            # Layout of every score block: (B, h, H_q, W_q, keys), so that the joint
+            # softmax normalises over the last (contiguous) axis.
             for lk in range(lq, self.levels):
                 r = 2 ** (lk - lq)
                 hk, wk = hq // r, wq // r
-                # Query cells grouped by their ancestor at level lk: (.., Hk, r, Wk, r).
-                qg = qh.view(b, h, dh, 1, hk, r, wk, r) if r > 1 else qh.unsqueeze(3)
-                kw = _expand(ks[lk], r)
-                s = (qg * kw).sum(2)  # (B, h, w*w, Hk, r, Wk, r)
-                s = s + self.rel_bias[lq, lk].view(1, h, w * w, *([1] * (s.dim() - 3)))
-                mask = _expand(_window_mask(hk, wk, w, q), r)
-                s = s.masked_fill(~mask, float("-inf")).reshape(b, h, w * w, hq, wq)
-                scores.append(s)
-                sizes.append(w * w)
-            sg = torch.einsum("bhdyx,bhdg->bhgyx", qh, kg) + self.global_bias[lq].view(1, h, 1, 1, 1)
-            scores.append(sg)
-            sizes.append(sg.shape[2])
+                mask = _window_mask(hk, wk, w, q)  # (w2, H_k, W_k)
+                if r == 1:  # same level: one w x w window per query
+                    s = (q.unsqueeze(3) * ks[lk]).sum(2)
+                    s = s.masked_fill(~mask, float("-inf")).permute(0, 1, 3, 4, 2)
+                else:  # coarser level: the r x r queries sharing an ancestor share its window
+                    qg = _group(q, r)  # (B, h, H_k, W_k, r*r, dh)
+                    kw = ks[lk].permute(0, 1, 4, 5, 2, 3)  # (B, h, H_k, W_k, dh, w2)
+                    s = torch.matmul(qg, kw).masked_fill(~mask.permute(1, 2, 0)[:, :, None], float("-inf"))
+                    s = _ungroup(s, r)
+                scores.append(s + self.rel_bias[lq, lk].view(1, h, 1, 1, w2))
+                sizes.append(w2)
+            sg = torch.matmul(q.flatten(3).transpose(-1, -2), kg).view(b, h, hq, wq, -1)
+            scores.append(sg + self.global_bias[lq].view(1, h, 1, 1, 1))
+            sizes.append(sg.shape[-1])
             # THE joint softmax: one normalisation over every (scale, position) key.
-            att = torch.softmax(torch.cat(scores, dim=2), dim=2)
+            att = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
             if keep_weights:
                 kept.append((att, sizes))
-            parts = att.split(sizes, dim=2)
-            out = torch.einsum("bhgyx,bhdg->bhdyx", parts[-1], vg)
+            parts = att.split(sizes, dim=-1)
+            out = torch.matmul(parts[-1].reshape(b, h, hq * wq, -1), vg).view(b, h, hq, wq, dh)
             for i, lk in enumerate(range(lq, self.levels)):
                 r = 2 ** (lk - lq)
-                hk, wk = hq // r, wq // r
-                a = parts[i].view(b, h, 1, w * w, hk, r, wk, r) if r > 1 else parts[i].unsqueeze(2)
-                out = out + (a * _expand(vs[lk], r)).sum(3).reshape(b, h, dh, hq, wq)
-            outs.append(self.proj[lq](out.reshape(b, self.width, hq, wq)))
+                if r == 1:
+                    a = parts[i].permute(0, 1, 4, 2, 3).unsqueeze(2)  # (B, h, 1, w2, H, W)
+                    out = out + (a * vs[lk]).sum(3).permute(0, 1, 3, 4, 2)
+                else:
+                    vw = vs[lk].permute(0, 1, 4, 5, 3, 2)  # (B, h, H_k, W_k, w2, dh)
+                    out = out + _ungroup(torch.matmul(_group_last(parts[i], r), vw), r)
+            out = out.permute(0, 1, 4, 2, 3).reshape(b, self.width, hq, wq)
+            outs.append(self.proj[lq](out))
         return outs, kept
+
+
+def _group(q: torch.Tensor, r: int) -> torch.Tensor:
+    """``(B, h, dh, H, W) -> (B, h, H/r, W/r, r*r, dh)``: queries grouped by ancestor."""
+    b, h, dh, hq, wq = q.shape
+    return q.view(b, h, dh, hq // r, r, wq // r, r).permute(0, 1, 3, 5, 4, 6, 2).reshape(b, h, hq // r, wq // r, r * r, dh)
+
+
+def _group_last(a: torch.Tensor, r: int) -> torch.Tensor:
+    """``(B, h, H, W, c) -> (B, h, H/r, W/r, r*r, c)``."""
+    b, h, hq, wq, c = a.shape
+    return a.reshape(b, h, hq // r, r, wq // r, r, c).permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, hq // r, wq // r, r * r, c)
+
+
+def _ungroup(a: torch.Tensor, r: int) -> torch.Tensor:
+    """Inverse of `_group_last`: ``(B, h, H/r, W/r, r*r, c) -> (B, h, H, W, c)``."""
+    b, h, hk, wk, _, c = a.shape
+    return a.view(b, h, hk, wk, r, r, c).permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, hk * r, wk * r, c)

@@ -95,8 +95,12 @@ class NeuroScaleNet(nn.Module):
     ) -> None:
         super().__init__()
         self.scales, self.stem, self.fourier = scales, stem, fourier
-        n_in = in_channels + 4 * fourier
-        self.lift = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
+        # Lift = conv2(GELU(conv1(x) + F gamma)). conv2 is linear, so it commutes with
+        # the block averages and runs on the coarse levels; only conv1 and GELU run on
+        # the fine grid, and F gamma (the same for every sample) is computed once.
+        self.lift_in = nn.Conv2d(in_channels, width, 1)
+        self.lift_ff = nn.Conv2d(4 * fourier, width, 1, bias=False) if fourier else None
+        self.lift_out = nn.Conv2d(width, width, 1)
         self.level_embed = nn.Parameter(torch.zeros(scales, width, 1, 1))
         self.blocks = nn.ModuleList(
             Block(width, heads, scales, window, global_tokens, dropout) for _ in range(layers)
@@ -115,16 +119,22 @@ class NeuroScaleNet(nn.Module):
         b, _, h, w = x.shape
         if h % self.factor or w % self.factor:
             raise ValueError(f"grid {h}x{w} is not divisible by stem*2^(scales-1) = {self.factor}")
-        ff = fourier_features(h, w, self.fourier, x).expand(b, -1, -1, -1)
-        lifted = self.lift(torch.cat([x, ff], dim=1))
-        us = [restrict(lifted, self.stem * 2**lvl) + self.level_embed[lvl] for lvl in range(self.scales)]
+        pre = self.lift_in(x)
+        if self.lift_ff is not None:
+            pre = pre + self.lift_ff(fourier_features(h, w, self.fourier, x))
+        g = torch.nn.functional.gelu(pre)  # fine pointwise features
+        avgs = [restrict(g, self.stem)]
+        for _ in range(1, self.scales):
+            avgs.append(restrict(avgs[-1], 2))  # R_{2s} = R_2 R_s: build coarse from fine
+        us = [self.lift_out(a) + self.level_embed[lvl] for lvl, a in enumerate(avgs)]
         for block in self.blocks:
             us = block(us)
-        # Sum over levels, coarse to fine: acc_l = U^(l) + P_2 acc_{l+1}.
+        # Sum over levels, coarse to fine: acc_l = U^(l) + P_2 acc_{l+1}. The channel norm
+        # is pointwise, so it commutes with P and is applied before the last prolongation.
         acc = us[-1]
         for lvl in range(self.scales - 2, -1, -1):
             acc = us[lvl] + prolong(acc, 2)
-        feats = self.out_norm(prolong(acc, self.stem) + self.skip(lifted))
+        feats = prolong(self.out_norm(acc), self.stem) + self.skip(g)
         return self.head(feats), feats
 
     def predict(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,0 +1,99 @@
+"""Number and cell formatting shared by the Markdown, LaTeX and terminal renderers.
+
+Output is plain ASCII (``1.23e-05``); each renderer decorates it (LaTeX turns the
+exponent into ``\\times 10^{-5}``). Three significant digits on the mean; the seed std
+uses the mean's decimal places so the two line up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.report.aggregate import MISSING, NAN, Entry, split_states
+
+SIG = 3  # significant digits of a mean
+_FIXED_RANGE = (1e-3, 1e4)  # outside: scientific notation
+
+
+def _decimals(x: float) -> int | None:
+    """Decimal places that give SIG significant digits, or None for scientific."""
+    a = abs(x)
+    if a == 0:
+        return 0
+    if not (_FIXED_RANGE[0] <= a < _FIXED_RANGE[1]):
+        return None
+    return max(0, SIG - 1 - math.floor(math.log10(a)))
+
+
+def _count(x: float) -> str:
+    """Parameter counts: 950, 12.3k, 1.23M."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.{max(0, SIG - 1 - math.floor(math.log10(abs(x) / div)))}f}{unit}"
+    return f"{x:.0f}"
+
+
+def fmt_number(x: float, metric: str = "") -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if metric == "n_params":
+        return _count(x)
+    d = _decimals(x)
+    return f"{x:.{SIG - 1}e}" if d is None else f"{x:.{d}f}"
+
+
+def fmt_mean_std(mean: float, std: float, metric: str = "") -> tuple[str, str | None]:
+    """``(mean, std)`` strings; std is None when there is no spread to show."""
+    m = fmt_number(mean, metric)
+    if math.isnan(std):
+        return m, None
+    if metric == "n_params":  # a model property: a spread only when seeds disagree
+        return m, (_count(std) if std else None)
+    d = _decimals(mean)
+    if std == 0:
+        return m, "0" if d is None else f"{0:.{d}f}"
+    if d is None or (std != 0 and abs(std) < 10.0 ** (-d) / 2):
+        return m, f"{std:.1e}"  # a spread below the mean's last digit stays visible
+    return m, f"{std:.{d}f}"
+
+
+@dataclass(frozen=True)
+class CellText:
+    """What one table cell says, before markup.
+
+    ``kind``: ``value`` (mean/std set), ``status`` (the cell's state: failed, n/a, ...),
+    ``missing`` (nothing recorded). ``note`` annotates seeds that did not contribute.
+    """
+
+    kind: str
+    mean: str = ""
+    std: str | None = None
+    note: str = ""
+    label: str = ""
+
+
+def cell_text(entry: Entry, metric: str) -> CellText:
+    if not entry.ok:
+        if entry.state == MISSING:
+            return CellText("missing", label="-")
+        return CellText("status", label=", ".join("NaN" if p == NAN else p for p in split_states(entry.state)))
+    mean, std = fmt_mean_std(entry.mean, entry.std, metric)
+    note = ", ".join(f"{n}/{entry.n_seeds} {'NaN' if s == NAN else s}" for s, n in entry.issues)
+    return CellText("value", mean, std, note)
+
+
+def plain(ct: CellText, pm: str = "±", show_std: bool = True, show_note: bool = True) -> str:
+    """Single-line rendering used by Markdown and the terminal."""
+    if ct.kind != "value":
+        return ct.label
+    out = ct.mean + (f" {pm} {ct.std}" if show_std and ct.std is not None else "")
+    return out + (f" ({ct.note})" if show_note and ct.note else "")
+
+
+def short_reason(text: str, limit: int = 160) -> str:
+    """First non-empty line of an error text, truncated: tables stay readable."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."

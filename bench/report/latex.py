@@ -1,0 +1,216 @@
+"""LaTeX leaderboards: one booktabs ``table`` float per task, ready to ``\\input``.
+
+Needs only ``\\usepackage{booktabs}``. All text goes through `escape`, which also folds
+non-ASCII to ASCII so error messages in notes cannot break a pdflatex build.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from bench.report.aggregate import OK
+from bench.report.fmt import CellText, cell_text
+from bench.report.load import Run
+from bench.report.markdown import seed_list
+from bench.report.tables import COST_COLUMNS, PROB_METRICS, Column, Leaderboard, Row
+
+_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+}
+_UNICODE = {"±": "+/-", "—": "--", "–": "--", "→": "->", "←": "<-", "×": "x", "…": "...",
+            "‘": "'", "’": "'", "“": '"', "”": '"', "≤": "<=", "≥": ">="}
+_DAGGER = r"^{\dagger}"
+_SCI = re.compile(r"^(-?\d+(?:\.\d+)?)e([+-])0*(\d+)$")
+
+
+def escape(text: str) -> str:
+    """Plain text -> LaTeX text mode (special characters escaped, ASCII only)."""
+    for u, a in _UNICODE.items():
+        text = text.replace(u, a)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return "".join(_SPECIAL.get(ch, ch) for ch in text)
+
+
+def number(text: str) -> str:
+    """``1.23e-05`` -> ``$1.23\\times10^{-5}$``; other number strings escaped as text."""
+    m = _SCI.match(text)
+    if not m:
+        # a text-mode "-" would print as a hyphen, not a minus sign
+        return f"${text}$" if re.fullmatch(r"-\d+(\.\d+)?", text) else escape(text)
+    mant, sign, exp = m.groups()
+    return rf"${mant}\times10^{{{'-' if sign == '-' else ''}{exp}}}$"
+
+
+def arrow(direction: str) -> str:
+    if direction == "lower":
+        return r"$\downarrow$"
+    if direction == "higher":
+        return r"$\uparrow$"
+    if direction.startswith("target:"):
+        return rf"$\to {escape(direction.split(':', 1)[1])}$"
+    return ""
+
+
+def _k(col: Column) -> str:
+    if col.k is None:
+        return ""
+    return rf"$k{{=}}{col.k}{_DAGGER if col.unseen else ''}$"
+
+
+PARTIAL = r"$^{*}$"  # some seeds did not contribute; spelled out below the table
+MAX_COLUMNS = 8  # more value columns than this: uncertainty metrics go to a second panel
+
+
+def _value(ct: CellText, bold: bool) -> str:
+    if ct.kind == "missing":
+        return "--"
+    if ct.kind == "status":
+        return escape(ct.label)
+    # The spread in a smaller font keeps the many columns narrow.
+    body = number(ct.mean) + (rf" {{\scriptsize$\pm${number(ct.std)}}}" if ct.std is not None else "")
+    if bold:
+        body = rf"{{\bfseries\boldmath {body}}}"  # \boldmath: the $\pm$ and exponents too
+    return body + (PARTIAL if ct.note else "")
+
+
+def _cell(row: Row, j: int, col: Column) -> str:
+    if row.status != OK:
+        return rf"\textit{{{escape(row.status)}}}"
+    return _value(cell_text(row.entries[j], col.metric), row.best[j])
+
+
+def _groups(cols: Sequence[Column]) -> list[tuple[int, int]]:
+    """(start, length) runs of consecutive per-k columns of one metric, else singles."""
+    out: list[tuple[int, int]] = []
+    for j, col in enumerate(cols):
+        prev = cols[j - 1] if j else None
+        if prev is not None and col.per_k and prev.per_k and prev.metric == col.metric:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((j, 1))
+    return out
+
+
+def _header(cols: Sequence[Column]) -> list[str]:
+    top, rules = ["Method" if not any(c.k is not None for c in cols) else ""], []
+    for start, n in _groups(cols):
+        col = cols[start]
+        label = f"{escape(col.metric)} {arrow(col.direction)}".strip()
+        top.append(rf"\multicolumn{{{n}}}{{c}}{{{label}}}" if n > 1 else label)
+        if n > 1:
+            rules.append(rf"\cmidrule(lr){{{start + 2}-{start + n + 1}}}")
+    lines = [" & ".join(top) + r" \\"]
+    if any(c.k is not None for c in cols):
+        lines += ["".join(rules)] if rules else []
+        lines.append(" & ".join(["Method", *(_k(c) for c in cols)]) + r" \\")
+    return lines
+
+
+def _partial_note(board: Leaderboard) -> str | None:
+    """'fno: 1/3 failed; gp: 1/3 NaN' for the rows whose values carry PARTIAL."""
+    parts = []
+    for row in board.rows:
+        if row.status != OK:
+            continue
+        notes = dict.fromkeys(ct.note for e, c in zip(row.entries, board.columns)
+                              if (ct := cell_text(e, c.metric)).note)
+        if notes:
+            parts.append(f"{escape(row.method)}: {escape('; '.join(notes))}")
+    return (PARTIAL + " mean over the seeds with a value -- " + ", ".join(parts)) if parts else None
+
+
+def _notes(board: Leaderboard) -> list[str]:
+    items = [n for n in [_partial_note(board)] if n]
+    for f in board.failures:
+        why = f": {escape(f.reason)}" if f.reason else ""
+        items.append(rf"\textit{{{escape(f.status)}}} -- {escape(f.method)} ({seed_list(f.seeds)}){why}")
+    for note in board.na_notes:
+        items.append(
+            rf"\textit{{n/a}} -- {escape(', '.join(note.columns))} for "
+            rf"{escape(', '.join(note.methods))}: {escape(note.reason)}"
+        )
+    if board.omitted:
+        items.append(r"Not shown (no method has a value): " + escape(", ".join(board.omitted)) + ".")
+    return items
+
+
+# A wide table is scaled to \linewidth when graphicx is loaded (\resizebox defined);
+# without graphicx it keeps its natural width, so booktabs stays the only requirement.
+FIT_BOX = (
+    r"\ifdim\wd0>\linewidth\ifdefined\resizebox\resizebox{\linewidth}{!}{\usebox0}"
+    r"\else\usebox0\fi\else\usebox0\fi"
+)
+
+
+def _panel_of(col: Column) -> str:
+    if col.metric in PROB_METRICS:
+        return "Uncertainty"
+    if col.metric in ("rel_l2", "conservation", *COST_COLUMNS):
+        return "Accuracy and cost"
+    return "Task statistics"
+
+
+def _panels(cols: Sequence[Column]) -> list[tuple[str, list[int]]]:
+    """Column indices per panel: one panel when narrow enough, else (a) accuracy and
+    cost, (b) uncertainty, (c) task statistics, each present only when non-empty."""
+    if len(cols) <= MAX_COLUMNS:
+        return [("", list(range(len(cols))))]
+    groups: dict[str, list[int]] = {}
+    for name in ("Accuracy and cost", "Uncertainty", "Task statistics"):
+        groups[name] = [j for j, c in enumerate(cols) if _panel_of(c) == name]
+    panels = [(name, idx) for name, idx in groups.items() if idx]
+    if len(panels) == 1:
+        return [("", panels[0][1])]
+    return [(f"({chr(ord('a') + i)}) {name}", idx) for i, (name, idx) in enumerate(panels)]
+
+
+def _tabular(board: Leaderboard, idx: Sequence[int]) -> list[str]:
+    cols = [board.columns[j] for j in idx]
+    lines = [
+        # Typeset into a box first so that FIT_BOX can shrink it to the line width.
+        r"\sbox0{%", r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule", *_header(cols), r"\midrule",
+    ]
+    for row in board.rows:
+        cells = [_cell(row, j, board.columns[j]) for j in idx]
+        lines.append(" & ".join([escape(row.method), *cells]) + r" \\")
+    return lines + [r"\bottomrule", r"\end{tabular}}%", FIT_BOX]
+
+
+def board_latex(board: Leaderboard) -> str:
+    label = re.sub(r"[^a-z0-9]+", "-", board.task.lower()).strip("-") or "task"
+    seeds = f"{board.n_seeds} seed{'s' if board.n_seeds != 1 else ''}"
+    caption = (
+        rf"Leaderboard for task \texttt{{{escape(board.task)}}}: mean $\pm$ sample std over "
+        rf"{seeds}; best per column in bold; $\dagger$: factor not used in training."
+    )
+    lines = [
+        r"\begin{table}[htbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
+        rf"\caption{{{caption}}}", rf"\label{{tab:leaderboard-{label}}}",
+    ]
+    for i, (title, idx) in enumerate(_panels(board.columns)):
+        if i:
+            lines += ["", r"\medskip"]
+        if title:
+            lines.append(rf"{{\small\textit{{{title}}}}}\par\smallskip")
+        lines += _tabular(board, idx)
+    notes = _notes(board)
+    if notes:
+        lines += ["", r"\smallskip", r"{\raggedright"]
+        lines += [n + r"\par" for n in notes]
+        lines.append("}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+def render_latex(boards: Sequence[Leaderboard], run: Run) -> str:
+    head = [
+        f"% NeuroScale Bench leaderboard for run {escape(run.name)}, generated from results.csv;",
+        "% do not edit by hand. Needs \\usepackage{booktabs}; with \\usepackage{graphicx}",
+        "% a table wider than the line is scaled to fit.",
+        "",
+    ]
+    return "\n".join(head) + "\n\n".join(board_latex(b) for b in boards) + "\n"

@@ -1,0 +1,93 @@
+"""Contract tier: every registered task, method and metric honours its interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.errors import UsageError
+from bench.metrics import METRICS
+from bench.names import build_method, build_task, parse_spec, resolve_methods, split_list
+from bench.registry import build_registry
+from methods import METHODS, VARIANTS
+from methods.base import Method
+from tasks import TASK_VARIANTS, TASKS
+from tasks.spec import SIZES, TaskSpec
+
+
+@pytest.mark.parametrize("name", TASKS.keys())
+def test_task_spec_is_consistent(name):
+    task = TASKS[name].sized("smoke")
+    spec = task.spec()
+    assert isinstance(spec, TaskSpec) and spec.name == name
+    assert all(n % 16 == 0 for n in spec.fine_shape), "every fine resolution is divisible by 16"
+    assert len(spec.in_names) == spec.in_channels and len(spec.out_names) == spec.out_channels
+    assert spec.fine_solve is not None and spec.fine_solver_name
+    assert spec.conservation is not None
+    if spec.time_dependent:
+        assert spec.in_channels == spec.out_channels and spec.rollout_horizons
+        assert all(s.advance is not None for s in spec.coarse_solvers.values())
+    for size in SIZES:
+        TASKS[name].sized(size)
+    with pytest.raises(ValueError, match="smoke"):
+        TASKS[name].sized("huge")
+
+
+@pytest.mark.parametrize("name", TASKS.keys())
+def test_task_generates_deterministic_samples_of_the_right_shape(name):
+    task = TASKS[name].sized("smoke")
+    spec = task.spec()
+    a, b = task.generate(2, seed=3), task.generate(2, seed=3)
+    h, w = spec.fine_shape
+    assert a.inputs.shape == (2, spec.in_channels, h, w)
+    for k in spec.k_values:
+        assert a.targets[k].shape == (2, spec.out_channels, *spec.coarse_shape(k))
+        np.testing.assert_array_equal(a.targets[k], b.targets[k])
+    for family, solver in spec.coarse_solvers.items():
+        out = solver.solve(a.inputs, 8, **solver.params)
+        assert out.shape == a.targets[8].shape, family
+        assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", METHODS.keys())
+def test_method_hyperparameters_are_stored_unchanged(name):
+    cls = METHODS[name]
+    assert issubclass(cls, Method) and cls.name == name and cls.summary
+    defaults = cls.param_defaults()
+    assert cls(**defaults).get_params() == defaults
+
+
+@pytest.mark.parametrize("variant", VARIANTS + TASK_VARIANTS)
+def test_registered_variants_build(variant):
+    base = parse_spec(variant)[0]
+    if base in TASKS:
+        build_task(variant, "smoke")
+    else:
+        build_method(variant)
+
+
+def test_registries_reject_duplicates():
+    class A:
+        name = "x"
+
+    with pytest.raises(ValueError, match="duplicate"):
+        build_registry([A, A])
+
+
+def test_metric_registry_entries_are_callable():
+    for name, metric in METRICS.items():
+        assert metric.name == name and callable(metric.fn)
+
+
+def test_variant_parsing_and_patterns():
+    assert split_list("fno:n_modes=12,width=64,mean") == ["fno:n_modes=12,width=64", "mean"]
+    assert parse_spec("fno:n_modes=12,width=64") == ("fno", {"n_modes": "12", "width": "64"})
+    assert parse_spec("pkg.mod:Cls:a=1") == ("pkg.mod:Cls", {"a": "1"})
+    name, m = build_method("fno:n_modes=8,width=16")
+    assert name == "fno:n_modes=8,width=16" and m.n_modes == 8 and m.width == 16
+    assert resolve_methods("coarse_*") == ["coarse_fv", "coarse_spectral"]
+    assert set(resolve_methods("all")) >= set(METHODS)
+    with pytest.raises(UsageError, match="valid: n_modes"):
+        build_method("fno:modes=3")
+    with pytest.raises(UsageError, match="expected an integer"):
+        build_method("fno:n_modes=2.5")

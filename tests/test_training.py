@@ -1,0 +1,63 @@
+"""The shared training loop on a tiny least-squares problem."""
+
+import time
+
+import pytest
+import torch
+
+from bench.config import Budget, Context
+from bench.errors import CellTimeout, Diverged
+from bench.training import train
+
+
+def _problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    model = torch.nn.Linear(3, 1)
+    torch.manual_seed(seed)
+    model.reset_parameters()
+
+    def loss_fn(idx):
+        loss = (model(x[idx]).squeeze(-1) - y[idx]).square().mean()
+        return loss, {"mse": loss.item()}
+
+    return model, loss_fn
+
+
+def test_loss_decreases_and_is_logged():
+    model, loss_fn = _problem()
+    log = train(model.parameters(), loss_fn, 64, budget=Budget(30, 60, 16), ctx=Context(), lr=0.05)
+    assert log.epochs == 30 and log.steps == 30 * 4 and log.stopped == "completed"
+    assert log.loss[-1] < 0.01 * log.loss[0]
+    assert len(log.terms["mse"]) == 30
+
+
+def test_same_seed_same_result():
+    finals = []
+    for _ in range(2):
+        model, loss_fn = _problem()
+        train(model.parameters(), loss_fn, 64, budget=Budget(3, 60, 8), ctx=Context(seed=5))
+        finals.append(model.weight.detach().clone())
+    torch.testing.assert_close(finals[0], finals[1], rtol=0, atol=0)
+
+
+def test_nan_loss_raises_diverged():
+    model, _ = _problem()
+    with pytest.raises(Diverged, match="nan"):
+        train(model.parameters(), lambda idx: (model.weight.sum() * float("nan"), {}), 8,
+              budget=Budget(2, 60, 4), ctx=Context())
+
+
+def test_time_cap_stops_gracefully_and_deadline_raises():
+    model, loss_fn = _problem()
+
+    def slow(idx):
+        time.sleep(0.02)
+        return loss_fn(idx)
+
+    log = train(model.parameters(), slow, 64, budget=Budget(1000, 0.1, 8), ctx=Context())
+    assert log.stopped == "time_limit" and log.epochs < 1000
+    with pytest.raises(CellTimeout):
+        train(model.parameters(), slow, 64, budget=Budget(1000, 60, 8),
+              ctx=Context(deadline=time.monotonic() + 0.1))
