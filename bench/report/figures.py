@@ -48,8 +48,9 @@ def method_styles(methods: Sequence[str]) -> dict[str, Style]:
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     png, pdf = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"
-    fig.savefig(png, dpi=DPI)
-    fig.savefig(pdf, metadata={"CreationDate": None})  # reproducible bytes
+    # bbox "tight": long titles or labels are never cut off at the figure edge
+    fig.savefig(png, dpi=DPI, bbox_inches="tight", pad_inches=0.03)
+    fig.savefig(pdf, bbox_inches="tight", pad_inches=0.03, metadata={"CreationDate": None})  # reproducible
     return [png, pdf]
 
 
@@ -117,7 +118,10 @@ def _new_figure(n_panels: int) -> tuple[Figure, list[Axes]]:
 def _finish(fig: Figure, handles: list[Line2D]) -> None:
     """One shared legend below the panels: it never covers data."""
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+        # as many columns as fit the figure width (a too-wide legend would be clipped)
+        entry_in = 0.55 + 0.07 * max(len(h.get_label()) for h in handles)
+        ncols = max(1, min(len(handles), int(fig.get_figwidth() // entry_in)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
 
 
 def _shade_unseen(ax: Axes, ks: Sequence[int], unseen: Sequence[bool]) -> None:
