@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import datetime as dt
 import signal
 import threading
@@ -28,6 +29,7 @@ from bench.data import config_hash, load_or_generate
 from bench.errors import CellTimeout, Diverged, NotApplicable
 from bench.evaluate import evaluate, evaluate_rollouts, time_inference
 from bench.memory import PeakMemory
+from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
 from bench.provenance import provenance
 from bench.records import record_path, write_json_atomic
@@ -136,6 +138,17 @@ def run_cell(cfg: CellConfig) -> dict[str, Any]:
     return rec
 
 
+def _save_snapshot(cfg: CellConfig, arrays: dict[str, np.ndarray]) -> str:
+    """Write the fixed test sample's fields next to the records (atomically); returns
+    the path relative to the run directory."""
+    path = Path(cfg.run_dir) / "samples" / f"{cfg.path.stem}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+    os.replace(tmp, path)
+    return str(path.relative_to(cfg.run_dir))
+
+
 def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     task, data, digest = dataset_for(cfg)
     spec = task.spec()
@@ -158,7 +171,8 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
         method.fit(train, spec, budget, ctx)
         train_s = time.perf_counter() - t0
         ctx.check_deadline("fit")
-        rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx)
+        artifacts: dict[str, Any] = {}
+        rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx, artifacts)
         rows += evaluate_rollouts(method, spec, test, cfg.k_train, cfg.k_test, ctx)
     rows += time_inference(method, spec, test, cfg, ctx)
     n_params = method.n_params()
@@ -172,5 +186,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
                     reason="" if n_params is not None else "non-parametric method"),
     ]
     rec["measurements"] = rows
+    rec["calibration"] = {"levels": ECE_LEVELS.tolist(), "observed": artifacts["calibration"]}
+    rec["snapshot"] = _save_snapshot(cfg, artifacts["snapshot"])
     rec["probabilistic"] = bool(getattr(method, "probabilistic", False))
     rec.update(method.diagnostics())

@@ -45,10 +45,22 @@ def _stat_row(name: str, vals: np.ndarray, k: int, unseen: bool) -> dict[str, An
                        samples=[float(v) for v in vals])
 
 
+SNAPSHOT_SAMPLE = 0  # the fixed test sample whose fields every cell saves for figures
+
+
 def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, ...],
-             k_test: tuple[int, ...], ctx: Context) -> list[dict[str, Any]]:
-    """Metric rows for every k in ``k_test`` on the test set."""
+             k_test: tuple[int, ...], ctx: Context,
+             artifacts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Metric rows for every k in ``k_test`` on the test set.
+
+    If ``artifacts`` is given it is filled with what figures need beyond the table: the
+    pooled calibration curve of probabilistic predictions per k (``calibration``) and
+    the fields of test sample `SNAPSHOT_SAMPLE` (``snapshot``: input, and per k the
+    target, mean and variance)."""
     rows: list[dict[str, Any]] = []
+    artifacts = {} if artifacts is None else artifacts
+    snap = artifacts.setdefault("snapshot", {"input": test.inputs[SNAPSHOT_SAMPLE]})
+    calib = artifacts.setdefault("calibration", {})
     probabilistic = bool(getattr(method, "probabilistic", False))
     for k in k_test:
         unseen = k not in k_train
@@ -63,6 +75,10 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, 
             raise ValueError(f"{method.name} predicted shape {pred.mean.shape} at k={k}, expected {target.shape}")
         if not np.isfinite(pred.mean).all() or (pred.var is not None and not np.isfinite(pred.var).all()):
             raise Diverged(f"{method.name} predicted non-finite values at k={k}")
+        snap[f"target_k{k}"], snap[f"mean_k{k}"] = target[SNAPSHOT_SAMPLE], pred.mean[SNAPSHOT_SAMPLE]
+        if pred.var is not None and probabilistic:
+            snap[f"var_k{k}"] = pred.var[SNAPSHOT_SAMPLE]
+            calib[str(k)] = core.calibration_curve(pred.mean, pred.var, target).tolist()
         for name, metric in METRICS.items():
             why = metric.applies(spec)
             if metric.probabilistic and (pred.var is None or not probabilistic):

@@ -30,6 +30,15 @@ def gaussian_nll(mean: np.ndarray, var: np.ndarray, target: np.ndarray) -> np.nd
     return 0.5 * (np.log(2 * np.pi * v) + (y - m) ** 2 / v).mean(axis=1)
 
 
+def calibration_curve(
+    mean: np.ndarray, var: np.ndarray, target: np.ndarray, levels: np.ndarray = ECE_LEVELS
+) -> np.ndarray:
+    """Observed frequency of ``y <= F^-1(p)`` for each level p, pooled over all points
+    (the reliability diagram; the diagonal is perfect calibration)."""
+    pit = ndtr((_flat(target) - _flat(mean)) / np.sqrt(np.maximum(_flat(var), _VAR_FLOOR))).ravel()
+    return (pit[:, None] <= levels[None, :]).mean(axis=0)
+
+
 def quantile_ece(
     mean: np.ndarray, var: np.ndarray, target: np.ndarray, levels: np.ndarray = ECE_LEVELS
 ) -> np.ndarray:
