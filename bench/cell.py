@@ -166,6 +166,9 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     test = data.subset(slice(task.n_train, task.n_train + task.n_test))
     budget = BUDGETS[cfg.size]
     rec["budget"] = dataclasses.asdict(budget)
+    if method.max_eval_samples is not None:  # per-instance solvers: fewer, documented
+        test = test.subset(slice(0, min(len(test), method.max_eval_samples)))
+        rec["eval_samples"] = len(test)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
         method.fit(train, spec, budget, ctx)

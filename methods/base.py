@@ -36,6 +36,9 @@ class Method:
     summary: ClassVar[str] = ""
     #: whether ``predict`` returns a variance
     probabilistic: ClassVar[bool] = False
+    #: per-instance solvers (PINNs) are scored on the first ``max_eval_samples`` test
+    #: samples only (recorded as ``n`` in every row); None = the whole test set
+    max_eval_samples: int | None = None
 
     def __init__(self, **params: Any) -> None:
         if params:

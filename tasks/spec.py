@@ -81,6 +81,12 @@ class TaskSpec:
     fine_solver_name: str = ""
     extra_metrics: Mapping[str, Callable[..., np.ndarray]] = field(default_factory=dict)
     rollout_horizons: tuple[int, ...] = ()
+    #: the symmetry group the problem is equivariant under (for equivariant methods):
+    #: "p4m" (rotations by 90 degrees and reflections), "p4", "flip_x" (reflection
+    #: x -> -x), or "none"
+    symmetry: str = "none"
+    #: the continuous PDE for pointwise (PINN-type) solvers; see tasks/pointwise.py
+    pointwise: Any | None = None
 
     def coarse_shape(self, k: int) -> tuple[int, int]:
         """Grid shape after coarse-graining by ``k``; raises if ``k`` does not divide."""
