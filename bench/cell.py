@@ -34,7 +34,9 @@ from bench.names import build_method, build_task
 from bench.provenance import provenance
 from bench.records import record_path, write_json_atomic
 
-_DATA: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}  # per-process dataset memo
+# The last dataset used in this process: cells are ordered by task, so consecutive cells
+# share it without re-reading (and re-verifying) the file. One entry bounds the memory.
+_DATA: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def dataset_for(cfg: CellConfig) -> tuple[Any, Any, str]:
     """(task, dataset, checksum), generated or loaded once per process."""
     key = (cfg.task, cfg.size, cfg.data_dir)
     if key not in _DATA:
+        _DATA.clear()
         _, task = build_task(cfg.task, cfg.size)
         ds, digest, _ = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
         _DATA[key] = (task, ds, digest)
@@ -106,15 +109,26 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_cell(cfg: CellConfig) -> dict[str, Any]:
-    """Run one cell, write its record atomically, return the record."""
-    rec: dict[str, Any] = {
+def _new_record(cfg: CellConfig) -> dict[str, Any]:
+    return {
         "schema_version": SCHEMA_VERSION, "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
         "size": cfg.size, "k_train": list(cfg.k_train), "k_test": list(cfg.k_test),
         "config": cfg.identity(), "config_hash": cfg.config_hash, "status": "ok", "error": None,
         "reason": "", "started": _now(), "measurements": [],
         **provenance(cfg.device, cfg.threads),
     }
+
+
+def failure_record(cfg: CellConfig, error: str) -> dict[str, Any]:
+    """Record (and write) a cell whose process died before it could record itself."""
+    rec = {**_new_record(cfg), "status": "failed", "error": error, "finished": _now()}
+    write_json_atomic(cfg.path, rec)
+    return rec
+
+
+def run_cell(cfg: CellConfig) -> dict[str, Any]:
+    """Run one cell, write its record atomically, return the record."""
+    rec = _new_record(cfg)
     t_start = time.monotonic()
     try:
         # The cooperative deadline (checked by the training loop) normally fires first;

@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k-test", type=_ints, default=(4, 8, 16), help="factors to evaluate (default: 4,8,16)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
     r.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="training dtype")
-    r.add_argument("--threads", type=int, default=_default_threads(), help="CPU threads (default: all available)")
+    r.add_argument("--threads", type=int, help="CPU threads per cell (default: available cores / jobs)")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="cells run in parallel worker processes (default 1; timings taken in parallel are "
+                        "flagged as loaded, use 1 for publishable speedups)")
     r.add_argument("--out", type=Path, help="run directory (default: results/<size>); re-running resumes it")
     r.add_argument("--data-dir", type=Path, help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
@@ -93,11 +96,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    if a.jobs < 1 or (a.threads is not None and a.threads < 1):
+        raise UsageError("--jobs and --threads must be at least 1")
     from bench.data import default_data_dir
     from bench.runner import RunConfig, run
 
     cfg = RunConfig(tasks=a.tasks, methods=a.methods, size=a.size, seeds=a.seeds, k_train=a.k_train,
-                    k_test=a.k_test, device=a.device, dtype=a.dtype, threads=a.threads,
+                    k_test=a.k_test, device=a.device, dtype=a.dtype,
+                    threads=a.threads or max(1, _default_threads() // max(a.jobs, 1)), jobs=a.jobs,
                     out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
                     progress=not a.quiet)

@@ -22,7 +22,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bench.cell import CellConfig, run_cell
+from bench.cell import CellConfig
+from bench.data import load_or_generate
+from bench.executors import executor
 from bench.config import BUDGETS, CELL_TIMEOUT_S
 from bench.errors import UsageError
 from bench.names import build_method, build_task, resolve_methods, resolve_tasks
@@ -47,6 +49,7 @@ class RunConfig:
     retry_failed: bool = False
     timeout_s: float | None = None
     progress: bool = True
+    jobs: int = 1
     command: str = field(default_factory=lambda: shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
 
 
@@ -112,6 +115,15 @@ def _needs_run(cell: CellConfig, cfg: RunConfig) -> bool:
     return cfg.retry_failed and rec["status"] not in ("ok", "n/a")
 
 
+def prepare_data(cells: Sequence[CellConfig], cfg: RunConfig, log: Callable[[str], None]) -> None:
+    """Generate (or verify) each dataset once, here, before any cell runs: concurrent
+    cells then only read it, and data generation never counts against a cell."""
+    for task_spec in dict.fromkeys(c.task for c in cells):
+        _, task = build_task(task_spec, cfg.size)
+        _, digest, path = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
+        log(f"data: {task_spec} ({task.n_train}+{task.n_test} samples) {path} sha256 {digest[:12]}")
+
+
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     """Run the matrix; returns the count of cells per status (all cells of the plan)."""
     p = plan(cfg)
@@ -130,14 +142,16 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     log(f"plan: {len(p.cells)} cells ({done} already done, {len(p.todo)} to run), "
         f"rough estimate {p.estimate_s / 60:.1f} min -> {out}")
     t0 = time.monotonic()
-    bar = tqdm(p.todo, desc="cells", unit="cell", disable=not cfg.progress)
-    for cell in bar:
+    prepare_data(p.todo, cfg, log)
+    bar = tqdm(total=len(p.todo), desc="cells", unit="cell", disable=not cfg.progress)
+    for cell, rec in executor(cfg.jobs)(p.todo):
+        bar.update()
         bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
-        rec = run_cell(cell)
         if rec["status"] not in ("ok", "n/a"):
             log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}: "
                 f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}")
         write_results_csv(out)
+    bar.close()
     write_results_csv(out)
     meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     meta["wall_s"] = meta.get("wall_s", 0.0) + (time.monotonic() - t0)

@@ -138,3 +138,14 @@ def test_unwritable_run_dir_is_a_clear_error(tmp_path, data_dir):
     rc = main(["run", "--tasks", "darcy", "--methods", "mean", "--size", "smoke", "--out", str(ro / "run"),
                "--data-dir", str(data_dir), "--quiet", "--no-report"])
     assert rc == 2
+
+
+def test_process_pool_gives_the_same_numbers_as_inline(tmp_path, data_dir):
+    run(cfg(tmp_path, data_dir, methods="mean,coarse_fv", out=tmp_path / "inline"), log=lambda s: None)
+    counts = run(cfg(tmp_path, data_dir, methods="mean,coarse_fv", out=tmp_path / "pool", jobs=2, threads=1),
+                 log=lambda s: None)
+    assert counts == {"ok": 2}
+    acc = ["rel_l2", "conservation"]
+    a, b = (read_results(tmp_path / d) for d in ("inline", "pool"))
+    a, b = (x[x.metric.isin(acc)].sort_values(["method", "k", "metric"]).reset_index(drop=True) for x in (a, b))
+    pd.testing.assert_frame_equal(a, b)
