@@ -442,3 +442,531 @@ def test_figure_contents(report):
     assert list(front.get_xdata()) == [20.5, 200.0]
     assert list(front.get_ydata()) == pytest.approx([0.012, 0.02])
     assert {t.get_text() for t in fig2.axes[0].texts} == {"coarse_fv", "fno", "neuroscale:gamma=0"}
+
+
+# =====================================================================================
+# Runs with records: bootstrap CIs, ranks, ablation, unseen-k, figures, index.html
+# =====================================================================================
+import zlib  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
+
+from bench import SCHEMA_VERSION  # noqa: E402
+from bench.records import measurement, record_path, write_json_atomic, write_results_csv  # noqa: E402
+from bench.report.ablation import ablation_grid, unseen_grid  # noqa: E402
+from bench.report.artifacts import TaskInfo, load_artifacts  # noqa: E402
+from bench.report.bootstrap import bootstrap_ci, ci_for, rng_for  # noqa: E402
+from bench.report.dynamics import energy_spectrum  # noqa: E402
+from bench.report.panels import choose_snapshots, plot_panels  # noqa: E402
+from bench.report.ranks import average_ranks, rank_values  # noqa: E402
+from bench.report.reliability import reliability_curves  # noqa: E402
+
+N_TEST = 12
+LEVELS = np.linspace(0.05, 0.95, 19)
+# rel_l2 level of each method (k=4; x1.5 at k=8, x3 at the unseen k=16)
+ERR = {"neuroscale": 0.010, "neuroscale:gamma=0": 0.014, "neuroscale:heads=1": 0.020, "fno": 0.030,
+       "coarse_fv": 0.050, "mean": 0.5}
+PROBABILISTIC = {"neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1"}
+K_FACTOR = {4: 1.0, 8: 1.5, 16: 3.0}
+HORIZONS = (1, 2, 4, 8)
+RICH_FAIL = "RuntimeError: <oops> & boom"
+COMMIT = "deadbeef1234+dirty"
+
+
+def _per_sample(rng, level: float) -> list[float]:
+    return list(level * (1.0 + 0.2 * rng.standard_normal(N_TEST)))
+
+
+def _snapshot(run_dir: Path, task: str, method: str, seed: int, fine: int) -> str:
+    """A smooth field, its block averages, a prediction off by the method's error level."""
+    rng = np.random.default_rng(7)  # the same test sample in every cell
+    x = np.linspace(0, 2 * np.pi, fine, endpoint=False)
+    field = np.sin(x)[None, :] * np.cos(2 * x)[:, None] + 0.1 * rng.standard_normal((fine, fine))
+    arrays = {"input": np.stack([field, field ** 2])}
+    noise = np.random.default_rng([zlib.crc32(method.encode()), seed])
+    for k in K_TEST:
+        target = field.reshape(fine // k, k, fine // k, k).mean(axis=(1, 3))[None]
+        arrays[f"target_k{k}"] = target
+        arrays[f"mean_k{k}"] = target + ERR[method] * K_FACTOR[k] * noise.standard_normal(target.shape)
+        if method in PROBABILISTIC:
+            arrays[f"var_k{k}"] = np.full(target.shape, (ERR[method] * K_FACTOR[k]) ** 2)
+    rel = Path("samples") / f"{task}__{method.replace(':', '_')}__seed{seed}.npz"
+    (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(run_dir / rel, **arrays)
+    return str(rel)
+
+
+def _record(run_dir: Path, task: str, method: str, seed: int, time_dependent: bool) -> None:
+    rng = np.random.default_rng([zlib.crc32(f'{task}|{method}'.encode()), seed])
+    rec = {"schema_version": SCHEMA_VERSION, "task": task, "method": method, "seed": seed, "size": "smoke",
+           "status": "ok", "config_hash": "x", "error": None, "measurements": []}
+    if task == "darcy" and method == "neuroscale:heads=1" and seed == 1:
+        rec.update(status="failed", error=RICH_FAIL)
+        write_json_atomic(record_path(run_dir, task, method, seed), rec)
+        return
+    rows = rec["measurements"]
+    prob = method in PROBABILISTIC
+    for k in K_TEST:
+        unseen = k not in K_TRAIN
+        vals = _per_sample(rng, ERR[method] * K_FACTOR[k] * (1 + 0.05 * seed))
+        rows.append(measurement("rel_l2", float(np.mean(vals)), k=k, unseen=unseen, n=N_TEST, samples=vals))
+        cons = _per_sample(rng, 0.1 * ERR[method])
+        rows.append(measurement("conservation", float(np.mean(cons)), k=k, unseen=unseen, samples=cons))
+        for name, level in (("nll", -2.0 + 10 * ERR[method]), ("ece", 0.02 + ERR[method])):
+            if prob:
+                v = _per_sample(rng, level)
+                rows.append(measurement(name, float(np.mean(v)), k=k, unseen=unseen, samples=v))
+            else:
+                rows.append(measurement(name, math.nan, k=k, unseen=unseen, status="n/a",
+                                        reason="deterministic method (no predictive variance)"))
+        rows.append(measurement("speedup", 100 * ERR[method] / K_FACTOR[k], k=k, unseen=unseen))
+        for n in HORIZONS if time_dependent else ():
+            if method in ("fno", "mean"):
+                rows.append(measurement(f"rollout_rel_l2@{n}", math.nan, k=k, unseen=unseen, status="n/a",
+                                        reason="method cannot take coarse input"))
+            else:
+                v = _per_sample(rng, ERR[method] * K_FACTOR[k] * 2 ** (n / 2))
+                rows.append(measurement(f"rollout_rel_l2@{n}", float(np.mean(v)), k=k, unseen=unseen, samples=v))
+    rows += [measurement("train_s", 10.0), measurement("n_params", 1000.0)]
+    rec["calibration"] = {"levels": LEVELS.tolist(), "observed": {
+        str(k): list(np.clip(LEVELS + 0.05 * (seed + 1) * np.sin(np.pi * LEVELS), 0, 1)) for k in (4, 8)
+    } if prob else {}}
+    rec["probabilistic"] = prob
+    rec["snapshot"] = _snapshot(run_dir, task, method, seed, 64 if time_dependent else 32)
+    write_json_atomic(record_path(run_dir, task, method, seed), rec)
+
+
+def make_record_run(root: Path) -> Path:
+    """2 tasks (darcy steady, turb time-dependent) x 6 methods x 2 seeds, through the
+    runner's own record format and results.csv writer."""
+    run_dir = root / "run_rec"
+    for task, td in (("darcy", False), ("turb", True)):
+        for method in ERR:
+            for seed in (0, 1):
+                _record(run_dir, task, method, seed, td)
+    write_results_csv(run_dir)
+    meta = {"name": "run_rec", "command": "python -m bench run --size smoke --methods 'neuroscale*'",
+            "size": "smoke", "tasks": ["darcy", "turb"], "methods": list(ERR), "seeds": [0, 1],
+            "k_train": K_TRAIN, "k_test": K_TEST,
+            "provenance": {"git_commit": COMMIT, "versions": {"torch": "2.13.0", "numpy": "2.0"},
+                           "device": "cpu", "cpu": "test cpu <x86>", "threads": 2, "hostname": "host"},
+            "started": "2025-01-01T00:00:00", "finished": "2025-01-01T00:10:00"}
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("rich")
+    run_dir = make_record_run(root)
+    return run_dir, write_report(run_dir, root / "out")
+
+
+def _csv(run_dir: Path):
+    from bench.records import read_results
+
+    return read_results(run_dir / "results.csv")
+
+
+# ---- bootstrap -----------------------------------------------------------------------
+def test_bootstrap_ci_contains_mean_and_shrinks():
+    rng = np.random.default_rng(0)
+    small = rng.lognormal(-3, 0.5, 16)
+    big = rng.lognormal(-3, 0.5, 256)
+    lo, hi = bootstrap_ci([small], rng=rng_for("a"))
+    assert lo < small.mean() < hi
+    lo2, hi2 = bootstrap_ci([big], rng=rng_for("a"))
+    assert lo2 < big.mean() < hi2
+    # 16x the samples: about a quarter of the width (standard error ~ 1/sqrt(n))
+    ratio = (hi2 - lo2) / (hi - lo)
+    assert 0.15 < ratio < 0.4, ratio
+    # a percentile bootstrap of a mean is close to the normal interval: catches a wrong factor
+    half = 1.96 * big.std() / math.sqrt(len(big))
+    assert (hi2 - lo2) / 2 == pytest.approx(half, rel=0.15)
+    assert ci_for("k", [big]) == ci_for("k", [big])  # fixed, key-derived generator
+
+
+def test_bootstrap_ci_averages_seeds():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 0.1, 64), rng.normal(1.2, 0.1, 64)
+    lo, hi = bootstrap_ci([a, b])
+    assert lo < (a.mean() + b.mean()) / 2 < hi  # the statistic is the mean of the seed means
+    # two independent seeds averaged: width / sqrt(2) of one seed's (same spread)
+    one = bootstrap_ci([a])
+    assert (hi - lo) / (one[1] - one[0]) == pytest.approx(1 / math.sqrt(2), rel=0.2)
+    assert bootstrap_ci([np.full(5, 0.3)]) == pytest.approx((0.3, 0.3))
+    assert bootstrap_ci([]) is None and bootstrap_ci([np.array([])]) is None
+    assert bootstrap_ci([np.array([1.0, np.nan])]) is None
+
+
+def test_leaderboard_cells_carry_bootstrap_ci(rich):
+    run_dir, out = rich
+    recs = [json.loads((run_dir / "records" / f"darcy__neuroscale__seed{s}.json").read_text()) for s in (0, 1)]
+    groups = [np.array(next(m["samples"] for m in r["measurements"] if m["metric"] == "rel_l2" and m["k"] == 4))
+              for r in recs]
+    mean = np.mean([g.mean() for g in groups])
+    # independent check of the interval's width: normal approximation of the seed average
+    half = 1.96 * math.sqrt(sum(g.var() / len(g) for g in groups)) / len(groups)
+    agg = __import__("pandas").read_csv(out / "aggregate.csv")
+    row = agg[(agg.task == "darcy") & (agg.method == "neuroscale") & (agg.metric == "rel_l2") & (agg.k == 4)].iloc[0]
+    assert row["mean"] == pytest.approx(mean, rel=1e-9)
+    assert row.ci_lo < mean < row.ci_hi
+    assert (row.ci_hi - row.ci_lo) / 2 == pytest.approx(half, rel=0.25)
+    header, darcy = md_table((out / "leaderboard.md").read_text(), "darcy")
+    cell = darcy["neuroscale"][col(header, "rel_l2 k=4")]
+    lo, hi = (float(x) for x in re.search(r"\[([-\d.e]+), ([-\d.e]+)\]", cell).groups())
+    assert cell.startswith("**")
+    assert lo == pytest.approx(row.ci_lo, abs=1e-5) and hi == pytest.approx(row.ci_hi, abs=1e-5)
+    # cost metrics have no per-sample values: no interval
+    assert "[" not in darcy["neuroscale"][col(header, "speedup")]
+    ci_tex = (out / "leaderboard_ci.tex").read_text()
+    assert ci_tex.count(r"\begin{table}") == 2 and r"\label{tab:ci-darcy}" in ci_tex
+    assert "speedup" not in ci_tex.split(r"\label{tab:ci-darcy}")[1].split(r"\end{table}")[0]
+
+
+# ---- ranks ---------------------------------------------------------------------------------
+def test_rank_values_directions_and_ties():
+    assert rank_values([0.1, 0.3, 0.2], "lower") == [1.0, 3.0, 2.0]
+    assert rank_values([0.1, 0.3, 0.2], "higher") == [3.0, 1.0, 2.0]
+    assert rank_values([0.8, 0.95, 0.89], "target:0.9") == [3.0, 2.0, 1.0]
+    assert rank_values([1.0, 1.0, 2.0], "lower") == [1.5, 1.5, 3.0]
+    # NaN (failed) ranks last, tied; None (n/a) takes no part
+    assert rank_values([math.nan, 0.2, None, math.nan, 0.1], "lower") == [3.5, 2.0, None, 3.5, 1.0]
+    assert rank_values([0.1, None], "lower") == [None, None]  # nobody to compare with
+
+
+def test_average_rank_constructed_case(tmp_path):
+    r = Rows()
+    for seed in (0,):
+        for m, rel, spd in (("m1", 0.1, 10.0), ("m2", 0.2, 30.0), ("m3", 0.3, 20.0), ("m4", 0.05, None)):
+            r.metric("a", m, seed, "rel_l2", rel, 4)
+            if spd is None:
+                r.metric("a", m, seed, "speedup", None, 4, "n/a", "no fine solver timing")
+            else:
+                r.metric("a", m, seed, "speedup", spd, 4)
+        r.not_ok("b", "m1", seed, "failed", "boom")
+        for m, rel, spd in (("m2", 0.5, 5.0), ("m3", 0.4, 5.0)):
+            r.metric("b", m, seed, "rel_l2", rel, 4)
+            r.metric("b", m, seed, "speedup", spd, 4)
+        r.not_ok("b", "m4", seed, "n/a", "task b has no coarse solver")
+    summary = Summary(load_run(r.write(tmp_path / "run", ["m1", "m2", "m3", "m4"], ["a", "b"], seeds=[0])))
+    ranks = average_ranks(summary, ("rel_l2", "speedup"))
+    # task a: rel_l2 m4 1, m1 2, m2 3, m3 4; speedup (higher better, m4 n/a) m2 1, m3 2, m1 3
+    # task b: m1 failed -> last in both columns; m4 n/a -> unranked; speedup tie m2 = m3
+    expect = {"m1": (2.5, 3.0), "m2": (2.0, 1.75), "m3": (3.0, 1.25), "m4": (1.0, math.nan)}
+    for m, (a, b) in expect.items():
+        assert ranks[m]["a"] == pytest.approx(a)
+        assert ranks[m]["b"] == pytest.approx(b, nan_ok=True)
+        assert ranks[m]["overall"] == pytest.approx(np.nanmean([a, b]))
+    from bench.report.ranks import rank_grid
+
+    grid = rank_grid(summary, ("rel_l2", "speedup"))
+    assert [row.label for row in grid.rows] == ["m4", "m2", "m3", "m1"]  # best overall first
+    assert [c.bold for c in grid.rows[0].cells] == [True, False, True]
+    assert grid.rows[0].cells[1].ct.label == "n/a"
+
+
+def test_rank_table_in_reports(rich):
+    _, out = rich
+    md = (out / "leaderboard.md").read_text()
+    section = md.split("## Cross-task summary\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1", "fno", "coarse_fv", "mean"]
+    assert "**1.00**" in rows[0]
+    check_latex_structure((out / "ranks.tex").read_text())
+
+
+# ---- ablation and unseen-k --------------------------------------------------------------
+def test_ablation_lists_variants_and_differences(rich):
+    run_dir, out = rich
+    df = _csv(run_dir)
+    sel = df[(df.task == "darcy") & (df.metric == "rel_l2") & (df.k == 4)]
+    full = sel[sel.method == "neuroscale"].value.mean()
+    var = sel[sel.method == "neuroscale:gamma=0"].value.mean()
+    md = (out / "leaderboard.md").read_text()
+    section = md.split("### Ablation: darcy\n", 1)[1].split("\n### ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].split("|")[2:-1]]
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines[1:]}
+    assert list(rows) == ["neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1"]  # full model first
+    assert header[:3] == ["rel_l2 k=4 ↓", "rel_l2 k=8 ↓", "rel_l2 k=16 (unseen) ↓"]
+    assert [h.split(" ")[0] for h in header[3:]] == ["conservation", "nll", "ece", "speedup"]
+    d = var - full
+    assert rows["neuroscale:gamma=0"][0].endswith(f"(Δ +{fmt_number(d)}, +{100 * d / full:.0f}%)")
+    assert "Δ" not in " ".join(rows["neuroscale"])
+    assert rows["neuroscale:heads=1"][0].count("(1/2 failed)") == 1
+    nll = rows["neuroscale:gamma=0"][header.index("nll k=4 ↓")]
+    assert re.search(r"\(Δ [+-][\d.]+\)$", nll)  # no relative change for a log-likelihood
+    tex = (out / "ablation.tex").read_text()
+    check_latex_structure(tex)
+    assert r"($\Delta$ $+" in tex and r"mean $\pm$ std" in tex
+
+
+def test_ablation_absent_without_variants(report, tmp_path):
+    r = Rows()
+    r.cell("t", "neuroscale", 0, {4: 0.1}, 5.0, 1.0, 10)
+    r.cell("t", "fno", 0, {4: 0.2}, 6.0, 1.0, 10)
+    summary = Summary(load_run(r.write(tmp_path / "run", ["neuroscale", "fno"], ["t"], seeds=[0])))
+    assert ablation_grid(summary, "t") is None
+    # a variant without the full model: listed, with a note instead of differences
+    _, out = report
+    md = (out / "leaderboard.md").read_text()
+    assert "No finished 'neuroscale' (full model) in this run: differences are not shown." in md
+
+
+def test_unseen_k_ratio(rich):
+    run_dir, out = rich
+    df = _csv(run_dir)
+    sel = df[(df.task == "turb") & (df.method == "fno") & (df.metric == "rel_l2")]
+    ratios = [sel[(sel.seed == s) & (sel.k == 16)].value.item() / sel[(sel.seed == s) & (sel.k == 8)].value.item()
+              for s in (0, 1)]
+    mean, std = fmt_mean_std(float(np.mean(ratios)), float(np.std(ratios, ddof=1)))
+    md = (out / "leaderboard.md").read_text()
+    section = md.split("## Unseen-k generalisation\n", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].split("|")[2:-1]]
+    rows = {ln.split("|")[1].strip(): [c.strip().strip("*") for c in ln.split("|")[2:-1]] for ln in lines[1:]}
+    assert header == ["darcy k=16 / k=8 ↓", "turb k=16 / k=8 ↓"]
+    assert rows["fno"][1] == f"{mean} ± {std}"
+    assert rows["neuroscale:heads=1"][0].endswith("(1/2 seeds)")  # seed 1 failed
+    grid = unseen_grid(Summary(load_run(run_dir)))
+    assert [r.label for r in grid.rows] == list(ERR)
+
+
+def test_unseen_table_absent_when_all_k_seen(tmp_path):
+    r = Rows()
+    r.metric("t", "m", 0, "rel_l2", 0.1, 4)
+    r.metric("t", "m", 0, "rel_l2", 0.2, 8)
+    assert unseen_grid(Summary(load_run(r.write(tmp_path / "run", ["m"], ["t"], seeds=[0])))) is None
+
+
+# ---- figures -------------------------------------------------------------------------------
+DATA_FIGURES = ("reliability", "panels_darcy", "panels_turb", "rollout_error", "energy_spectra")
+
+
+def test_data_figures_written_when_data_exist(rich):
+    _, out = rich
+    for stem in DATA_FIGURES:
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-", stem
+        assert (out / f"{stem}.png").stat().st_size > 10_000, stem
+
+
+def test_data_figures_skipped_without_records(report):
+    _, out = report
+    for stem in ("reliability", "panels_darcy", "rollout_error", "energy_spectra"):
+        assert not (out / f"{stem}.png").exists()
+    page = (out / "index.html").read_text()
+    assert "Not drawn: no probabilistic method recorded a calibration curve in this run." in page
+    assert "Not drawn: no time-dependent task (no rollout_rel_l2@n metric) in this run." in page
+    assert "Not drawn: no finished cell of task darcy saved a test-sample snapshot." in (
+        out / "leaderboard.md").read_text()
+
+
+def test_reliability_curves_average_seeds(rich):
+    run_dir, _ = rich
+    summary = Summary(load_run(run_dir))
+    curves = reliability_curves(summary, load_artifacts(run_dir), "darcy")
+    assert [c.method for c in curves] == ["neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1"]
+    shape = np.sin(np.pi * LEVELS)
+    full = curves[0]
+    assert full.k == 4 and full.n_seeds == 2
+    np.testing.assert_allclose(full.observed, np.clip(LEVELS + 0.075 * shape, 0, 1), atol=1e-12)
+    assert curves[2].n_seeds == 1  # seed 1 failed: seed 0's curve only
+    np.testing.assert_allclose(curves[2].observed, np.clip(LEVELS + 0.05 * shape, 0, 1), atol=1e-12)
+
+
+def test_panels_pick_best_methods_with_shared_scales(rich):
+    run_dir, _ = rich
+    summary, artifacts = Summary(load_run(run_dir)), load_artifacts(run_dir)
+    snaps, k = choose_snapshots(summary, artifacts, "darcy")
+    # best four by rel_l2 at k=4 (coarse_fv is fifth), plus the mean baseline
+    assert [s.method for s in snaps] == ["neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1", "fno", "mean"]
+    assert k == 4 and all(s.seed == 0 for s in snaps)
+    fig = plot_panels(summary, artifacts, "darcy", TaskInfo(("a",), ("u",), "dirichlet"))
+    grid = np.array(fig.axes[: 5 * len(snaps)]).reshape(len(snaps), 5)
+    for j in range(5):
+        clims = {ax.images[0].get_clim() for ax in grid[:, j] if ax.images}
+        assert len(clims) == 1, j  # one colour scale per column
+    assert grid[0, 1].images[0].get_clim() == grid[0, 2].images[0].get_clim()  # truth and prediction
+    truth = grid[0, 1].images[0].get_array()
+    np.testing.assert_allclose(grid[3, 1].images[0].get_array(), truth)  # same test sample in every row
+    for i in (3, 4):  # fno and mean are deterministic
+        assert not grid[i, 4].images and "n/a" in grid[i, 4].texts[0].get_text()
+    assert 'output channel 0 "u"' in fig._suptitle.get_text()
+
+
+def test_energy_spectrum_vorticity_velocity_and_channel():
+    n = 32
+    x = np.arange(n) * 2 * np.pi / n
+    xx, yy = np.meshgrid(x, x)  # rows: y, columns: x
+    # streamfunction cos(3x)cos(4y): |κ| = 5; u = ∂ψ/∂y, v = -∂ψ/∂x, ω = -∇²ψ = 25ψ
+    psi = np.cos(3 * xx) * np.cos(4 * yy)
+    u, v = -4 * np.cos(3 * xx) * np.sin(4 * yy), 3 * np.sin(3 * xx) * np.cos(4 * yy)
+    ke = 0.5 * np.mean(u ** 2 + v ** 2)
+    k1, e1, what1 = energy_spectrum((25 * psi)[None], TaskInfo(out_names=("omega",), boundary="periodic"))
+    k2, e2, what2 = energy_spectrum(np.stack([u, v]), TaskInfo(out_names=("u", "v"), boundary="periodic"))
+    assert what1 == "kinetic energy from vorticity" and what2 == "kinetic energy"
+    np.testing.assert_allclose(e1, e2, atol=1e-12)
+    assert e1.sum() == pytest.approx(ke, rel=1e-12) and k1[np.argmax(e1)] == 5
+    # periodic in x only: x spectrum averaged over z, total = mean square (Parseval)
+    f = np.sin(3 * xx) * (1 + yy)
+    kx, ex, what = energy_spectrum(f[None], TaskInfo(out_names=("T",), boundary="periodic-x/no-slip-z"))
+    assert kx[np.argmax(ex)] == 3 and ex.sum() == pytest.approx(np.mean(f ** 2), rel=1e-12)
+    assert what == "power of channel 0 (t), x spectrum"
+    _, e0, what0 = energy_spectrum(f[None], TaskInfo())
+    assert what0 == "power of channel 0" and e0.sum() <= np.mean(f ** 2)
+
+
+def test_a_failing_figure_keeps_tables_and_is_reported(rich, tmp_path, monkeypatch):
+    """One figure raising: warned, listed at the top of index.html, no stale image, and
+    every table and the other figures still written."""
+    from matplotlib.figure import Figure
+
+    import bench.report.writer as writer
+
+    def boom() -> Figure:
+        raise RuntimeError("drawing <exploded>")
+
+    def tiny() -> Figure:
+        fig = Figure(figsize=(1, 1))
+        fig.subplots().plot([0, 1])
+        return fig
+
+    jobs = [writer.FigureJob("broken", "Broken", "never drawn", boom), writer.FigureJob("fine", "Fine", "ok", tiny)]
+    monkeypatch.setattr(writer, "figure_jobs", lambda *a: jobs)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "broken.png").write_bytes(b"stale")
+    with pytest.warns(UserWarning, match="figure broken failed: RuntimeError"):
+        write_report(rich[0], out)
+    assert not (out / "broken.png").exists() and (out / "fine.png").exists()
+    for name in ("leaderboard.md", "leaderboard.tex", "ranks.tex", "ablation.tex", "unseen_k.tex", "aggregate.csv"):
+        assert (out / name).stat().st_size > 0
+    page = (out / "index.html").read_text()
+    assert "figure broken: RuntimeError: drawing &lt;exploded&gt;" in page and "Figure failed" in page
+    assert "Figure failed: `RuntimeError: drawing <exploded>`" in (out / "leaderboard.md").read_text()
+
+
+# ---- index.html --------------------------------------------------------------------------------
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class StrictParser(HTMLParser):
+    """Records tags, links and images; fails on a closing tag that does not match."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.tags: list[str] = []
+        self.imgs: list[str] = []
+        self.hrefs: list[str] = []
+        self.ids: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        self.ids += [a["id"]] if "id" in a else []
+        if tag == "img":
+            self.imgs.append(a["src"])
+            assert a.get("alt"), "image without alt text"
+        if tag == "a":
+            self.hrefs.append(a["href"])
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, (tag, self.stack[-4:])
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse_page(path: Path) -> StrictParser:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    p = StrictParser()
+    p.feed(text)
+    p.close()
+    assert p.stack == [], p.stack
+    return p
+
+
+def test_index_html_structure(rich):
+    run_dir, out = rich
+    p = parse_page(out / "index.html")
+    assert p.tags.count("html") == p.tags.count("head") == p.tags.count("body") == 1
+    assert "script" not in p.tags and "link" not in p.tags  # self-contained: no JS, no stylesheet
+    pngs = sorted(f.name for f in out.glob("*.png"))
+    assert sorted(p.imgs) == pngs and len(pngs) == 7  # every figure shown, every link resolves
+    for ref in p.imgs + [h for h in p.hrefs if not h.startswith("#")]:
+        assert "://" not in ref and (out / ref).is_file(), ref
+    for anchor in (h[1:] for h in p.hrefs if h.startswith("#")):
+        assert anchor in p.ids, anchor
+    text = " ".join(p.text)
+    assert COMMIT in text and "test cpu <x86>" in text and "torch 2.13.0" in text
+    assert "python -m bench run --size smoke --methods 'neuroscale*'" in text
+    assert "neuroscale:heads=1: failed (seed 1): RuntimeError: <oops> & boom" in text  # as text, escaped
+    page = (out / "index.html").read_text()
+    assert "<oops>" not in page and "&lt;oops&gt; &amp; boom" in page
+    assert p.tags.count("table") == 2 + 1 + 2 + 1  # leaderboards, ranks, ablations, unseen-k
+    assert re.search(r"<strong>0\.0\d+ ± 0\.\d+ \[0\.\d+, 0\.\d+\]</strong>", page)  # CI in the cells
+
+
+def test_index_html_without_records(report):
+    _, out = report
+    p = parse_page(out / "index.html")
+    assert sorted(p.imgs) == ["accuracy_vs_speedup.png", "error_vs_k.png"]
+    assert all((out / src).is_file() for src in p.imgs)
+    text = " ".join(p.text)
+    assert "abc1234" in text and "No NeuroScale variant" not in text  # neuroscale:gamma=0 is one
+    assert "fno: diverged (seeds 0, 1): loss became NaN at epoch 3" in text
+
+
+def test_all_latex_files_parse(rich):
+    _, out = rich
+    for name in ("leaderboard.tex", "leaderboard_ci.tex", "ranks.tex", "ablation.tex", "unseen_k.tex"):
+        tex = (out / name).read_text(encoding="ascii")
+        check_latex_structure(tex)
+        assert r"\begin{table}" in tex, name
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not on PATH")
+def test_all_latex_files_compile(rich, tmp_path):
+    _, out = rich
+    inputs = "".join(f"\\input{{{(out / n).as_posix()}}}\n\\clearpage\n" for n in (
+        "leaderboard.tex", "leaderboard_ci.tex", "ranks.tex", "ablation.tex", "unseen_k.tex"))
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+                   f"\\begin{{document}}\n{inputs}\\end{{document}}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no chromium / google-chrome on PATH")
+def test_index_html_renders_in_headless_chromium(rich, tmp_path):
+    """The page loads in a real browser: the DOM it builds has every table and image, and
+    the screenshot is not blank."""
+    _, out = rich
+    url = (out / "index.html").resolve().as_uri()
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<table") == 6 and dom.stdout.count("<img") == 7
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run([*base, "--window-size=1200,2400", f"--screenshot={shot}", url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    from matplotlib.image import imread
+
+    img = imread(shot)
+    assert img.shape[0] == 2400 and img[..., :3].std() > 0.05  # text and figures, not an empty page

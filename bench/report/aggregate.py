@@ -3,7 +3,9 @@
 A seed contributes to an entry only when its cell finished (``ok``) and its row holds a
 finite value with status ``ok``; every other seed is *counted* (``issues``), never
 silently dropped, so a table can print "0.031 ± 0.002 (1/3 failed)". The spread over
-seeds is the sample standard deviation (ddof=1).
+seeds is the sample standard deviation (ddof=1). Given the records' per-sample values
+(`Artifacts`), an entry also carries a 95% bootstrap CI over test samples (`bootstrap`),
+computed from exactly the seeds that contributed to its mean.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.report.artifacts import Artifacts
+from bench.report.bootstrap import ci_for
 from bench.report.load import STATUS_METRIC, Run
 
 OK = "ok"
@@ -51,8 +55,10 @@ class Entry:
     n_seeds: int
     mean: float = math.nan
     std: float = math.nan
-    values: tuple[float, ...] = ()  # per-seed values, kept for bootstrap CIs / ranks
+    values: tuple[float, ...] = ()  # per-seed values, kept for ranks and ratios
     issues: tuple[tuple[str, int], ...] = ()
+    seeds: tuple[int, ...] = ()  # the seeds behind ``values``, in the same order
+    ci: tuple[float, float] | None = None  # bootstrap CI over samples, when recorded
 
     @property
     def n_ok(self) -> int:
@@ -73,8 +79,10 @@ class CellStatus:
 class Summary:
     """Index of a run's measurements, queried by the table and figure builders."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, artifacts: Artifacts | None = None) -> None:
         self.run = run
+        self.artifacts = artifacts if artifacts is not None else Artifacts()
+        self._entries: dict[tuple[str, str, str, int | None], Entry] = {}
         df = run.results
         self.tasks = run.tasks
         self.methods = run.methods
@@ -154,11 +162,26 @@ class Summary:
         return k_train is not None and k not in k_train
 
     def entry(self, task: str, method: str, metric: str, k: int | None) -> Entry:
+        """Seed aggregate of one measurement (memoised: bootstrap CIs are not free)."""
+        key = (task, method, metric, k)
+        if key not in self._entries:
+            self._entries[key] = self._entry(*key)
+        return self._entries[key]
+
+    def _ci(self, task: str, method: str, metric: str, k: int | None, seeds: list[int]) -> tuple[float, float] | None:
+        """CI from the contributing seeds' samples; None unless every one has them."""
+        groups = [self.artifacts.samples(task, method, s, metric, k) for s in seeds]
+        if not groups or any(g is None for g in groups):
+            return None
+        return ci_for(f"{task}|{method}|{metric}|{k}", [g for g in groups if g is not None])
+
+    def _entry(self, task: str, method: str, metric: str, k: int | None) -> Entry:
         cells = self.cells(task, method)
         rows = self._rows.get((task, method, metric, k), {})
         cell_states: list[str] = []  # seeds whose cell did not finish
         row_states: list[str] = []  # finished seeds without a usable value
         values: list[float] = []
+        seeds: list[int] = []
         for cell in cells:
             if cell.status != OK:
                 cell_states.append(cell.status)
@@ -166,6 +189,7 @@ class Summary:
             status, value, _ = rows.get(cell.seed, (MISSING, math.nan, ""))
             if status == OK and math.isfinite(value):
                 values.append(value)
+                seeds.append(cell.seed)
             else:
                 row_states.append(NAN if status == OK else status)
         rank = {s: i for i, s in enumerate(SEVERITY)}
@@ -176,7 +200,8 @@ class Summary:
             return Entry(join_states(row_states or cell_states), len(cells), issues=issues)
         arr = np.asarray(values)
         std = float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
-        return Entry(OK, len(cells), float(arr.mean()), std, tuple(values), issues)
+        ci = self._ci(task, method, metric, k, seeds)
+        return Entry(OK, len(cells), float(arr.mean()), std, tuple(values), issues, tuple(seeds), ci)
 
     def reasons(self, task: str, method: str, metric: str, k: int | None) -> list[str]:
         """Distinct reasons of the seeds whose row is not ok (cells that finished)."""
@@ -193,7 +218,9 @@ class Summary:
             recs.append({
                 "task": task, "method": method, "metric": metric, "k": k,
                 "unseen": self.is_unseen(task, k) if k is not None else None,
-                "state": e.state, "mean": e.mean, "std": e.std, "n_ok": e.n_ok,
+                "state": e.state, "mean": e.mean, "std": e.std,
+                "ci_lo": e.ci[0] if e.ci else math.nan, "ci_hi": e.ci[1] if e.ci else math.nan,
+                "n_ok": e.n_ok,
                 "n_seeds": e.n_seeds,
                 "issues": ", ".join(f"{n}/{e.n_seeds} {s}" for s, n in e.issues),
             })

@@ -1,4 +1,5 @@
-"""Paper figures (PNG + PDF): error vs coarse-graining factor, accuracy vs speedup.
+"""Paper figures (PNG + PDF): error vs coarse-graining factor, accuracy vs speedup, and
+the helpers every report figure shares (styles, panels, legend, log ticks, saving).
 
 Uses `matplotlib.figure.Figure` directly (Agg canvas for PNG, the PDF canvas for PDF)
 and a local ``rc_context``: no pyplot, no backend switch, no global rcParams change.
@@ -12,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -46,7 +46,7 @@ def method_styles(methods: Sequence[str]) -> dict[str, Style]:
     return {m: Style(tuple(palette[i % 10]), MARKERS[i % len(MARKERS)]) for i, m in enumerate(methods)}
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     png, pdf = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"
     # bbox "tight": long titles or labels are never cut off at the figure edge
     fig.savefig(png, dpi=DPI, bbox_inches="tight", pad_inches=0.03)
@@ -54,13 +54,13 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return [png, pdf]
 
 
-def _log_bars(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def log_error_bars(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Asymmetric error bars that stay positive on a log axis (one seed: no bar)."""
     std = np.nan_to_num(std, nan=0.0)
     return np.vstack([np.minimum(std, 0.9 * mean), std])
 
 
-def _handles(styles: dict[str, Style], methods: Sequence[str]) -> list[Line2D]:
+def legend_handles(styles: dict[str, Style], methods: Sequence[str]) -> list[Line2D]:
     return [
         Line2D([], [], color=styles[m].color, marker=styles[m].marker, ms=4, lw=1.3, label=m)
         for m in methods
@@ -81,7 +81,7 @@ def _partial(summary: Summary, task: str, method: str) -> str | None:
     return f"{method}: {len(bad)}/{len(cells)} seeds {join_states(bad)}" if bad else None
 
 
-def _wrap(prefix: str, items: Sequence[str], width: int = 40) -> list[str]:
+def wrap_items(prefix: str, items: Sequence[str], width: int = 40) -> list[str]:
     """``prefix item1, item2, ...`` in lines of about ``width`` chars, never splitting an item."""
     lines = [prefix]
     for i, item in enumerate(items):
@@ -94,11 +94,11 @@ def _wrap(prefix: str, items: Sequence[str], width: int = 40) -> list[str]:
 
 
 def _title(task: str, absent: Sequence[str], partial: Sequence[str] = ()) -> str:
-    notes = _wrap("not shown:", absent) if absent else []
+    notes = wrap_items("not shown:", absent) if absent else []
     return "\n".join([task, *notes, *partial])
 
 
-def _log_ticks(ax: Axes, which: str = "xy") -> None:
+def log_ticks(ax: Axes, which: str = "xy") -> None:
     """Plain labels (0.02, 50) at 1-2-5 (or every integer mantissa) ticks when an axis
     spans few decades; matplotlib's default would label minor ticks as 2x10^1."""
     pairs = {"x": (ax.xaxis, ax.get_xlim()), "y": (ax.yaxis, ax.get_ylim())}
@@ -110,12 +110,12 @@ def _log_ticks(ax: Axes, which: str = "xy") -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
-def _new_figure(n_panels: int) -> tuple[Figure, list[Axes]]:
+def panel_figure(n_panels: int) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=(PANEL_W * n_panels, PANEL_H + 0.5), layout="constrained")
     return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
 
 
-def _finish(fig: Figure, handles: list[Line2D]) -> None:
+def shared_legend(fig: Figure, handles: list[Line2D]) -> None:
     """One shared legend below the panels: it never covers data."""
     if handles:
         # as many columns as fit the figure width (a too-wide legend would be clipped)
@@ -147,7 +147,7 @@ def _error_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
             continue
         x, y, s = (np.asarray(v, dtype=float) for v in zip(*pts))
         st = styles[method]
-        ax.errorbar(x, y, yerr=_log_bars(y, s), color=st.color, marker=st.marker, ms=4, lw=1.3,
+        ax.errorbar(x, y, yerr=log_error_bars(y, s), color=st.color, marker=st.marker, ms=4, lw=1.3,
                     capsize=2, label=method)
         drawn.append(method)
         notes += [p] if (p := _partial(summary, task, method)) else []
@@ -160,7 +160,7 @@ def _error_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
         ax.xaxis.set_minor_locator(NullLocator())
     if drawn:
         ax.set_yscale("log")
-        _log_ticks(ax, "y")
+        log_ticks(ax, "y")
     else:
         ax.text(0.5, 0.5, "no finished results", ha="center", va="center", transform=ax.transAxes)
     ax.grid(True, which="major", alpha=0.3, lw=0.5)
@@ -172,12 +172,12 @@ def _error_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
 def plot_error_vs_k(summary: Summary, styles: dict[str, Style]) -> Figure:
     """rel_l2 vs k per method (log-log, error bars over seeds), one panel per task;
     unseen factors shaded and labelled on the axis."""
-    fig, axes = _new_figure(max(1, len(summary.tasks)))
+    fig, axes = panel_figure(max(1, len(summary.tasks)))
     drawn = [m for ax, task in zip(axes, summary.tasks) for m in _error_panel(ax, summary, task, styles)]
     if not summary.tasks:
         axes[0].text(0.5, 0.5, "no results recorded", ha="center", va="center", transform=axes[0].transAxes)
     axes[0].set_ylabel("relative $L_2$ error")
-    _finish(fig, _handles(styles, [m for m in summary.methods if m in drawn]))
+    shared_legend(fig, legend_handles(styles, [m for m in summary.methods if m in drawn]))
     return fig
 
 
@@ -203,8 +203,8 @@ def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
             absent.append(_absent_label(summary, task, method, [err, spd]))
             continue
         st = styles[method]
-        ax.errorbar(spd.mean, err.mean, xerr=_log_bars(np.array([spd.mean]), np.array([spd.std])),
-                    yerr=_log_bars(np.array([err.mean]), np.array([err.std])), color=st.color,
+        ax.errorbar(spd.mean, err.mean, xerr=log_error_bars(np.array([spd.mean]), np.array([spd.std])),
+                    yerr=log_error_bars(np.array([err.mean]), np.array([err.std])), color=st.color,
                     marker=st.marker, ms=5, capsize=2, lw=1.0, zorder=3)
         ax.annotate(method, (spd.mean, err.mean), xytext=(4, 4), textcoords="offset points",
                     fontsize=7, color="0.15")
@@ -220,7 +220,7 @@ def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.margins(0.2)
-        _log_ticks(ax)
+        log_ticks(ax)
     else:
         ax.text(0.5, 0.5, "no method with both values", ha="center", va="center", transform=ax.transAxes)
     ax.grid(True, which="major", alpha=0.3, lw=0.5)
@@ -233,24 +233,14 @@ def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
 def plot_accuracy_vs_speedup(summary: Summary, styles: dict[str, Style]) -> Figure:
     """rel_l2 at the smallest k vs speedup (log-log), one panel per task, labelled points
     and the Pareto front (best error attainable at at least a given speedup)."""
-    fig, axes = _new_figure(max(1, len(summary.tasks)))
+    fig, axes = panel_figure(max(1, len(summary.tasks)))
     drawn, any_front = set(), False
     for ax, task in zip(axes, summary.tasks):
         methods, front = _speed_panel(ax, summary, task, styles)
         drawn.update(methods)
         any_front |= front
-    handles = _handles(styles, [m for m in summary.methods if m in drawn])
+    handles = legend_handles(styles, [m for m in summary.methods if m in drawn])
     if any_front:
         handles.append(Line2D([], [], ls="--", lw=1.0, color="0.35", label="Pareto front"))
-    _finish(fig, handles)
+    shared_legend(fig, handles)
     return fig
-
-
-def write_figures(summary: Summary, out_dir: Path) -> list[Path]:
-    """error_vs_k and accuracy_vs_speedup as PNG and PDF; returns the paths."""
-    styles = method_styles(summary.methods)
-    paths: list[Path] = []
-    with mpl.rc_context(RC):  # also covers savefig, which reads pdf.fonttype
-        paths += _save(plot_error_vs_k(summary, styles), out_dir, "error_vs_k")
-        paths += _save(plot_accuracy_vs_speedup(summary, styles), out_dir, "accuracy_vs_speedup")
-    return paths

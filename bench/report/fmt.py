@@ -60,6 +60,18 @@ def fmt_mean_std(mean: float, std: float, metric: str = "") -> tuple[str, str | 
     return m, f"{std:.{d}f}"
 
 
+def fmt_interval(lo: float, hi: float, mean: float, metric: str = "") -> tuple[str, str]:
+    """Bounds of a CI at the mean's decimals, with extra digits (up to 4) when the
+    interval would otherwise print as one number."""
+    d = _decimals(mean)
+    if d is None or metric == "n_params":
+        return f"{lo:.{SIG - 1}e}", f"{hi:.{SIG - 1}e}"
+    extra = 0
+    while hi > lo and extra < 4 and f"{lo:.{d + extra}f}" == f"{hi:.{d + extra}f}":
+        extra += 1
+    return f"{lo:.{d + extra}f}", f"{hi:.{d + extra}f}"
+
+
 @dataclass(frozen=True)
 class CellText:
     """What one table cell says, before markup.
@@ -73,6 +85,7 @@ class CellText:
     std: str | None = None
     note: str = ""
     label: str = ""
+    ci: tuple[str, str] | None = None  # bootstrap CI bounds over samples
 
 
 def cell_text(entry: Entry, metric: str) -> CellText:
@@ -82,14 +95,18 @@ def cell_text(entry: Entry, metric: str) -> CellText:
         return CellText("status", label=", ".join("NaN" if p == NAN else p for p in split_states(entry.state)))
     mean, std = fmt_mean_std(entry.mean, entry.std, metric)
     note = ", ".join(f"{n}/{entry.n_seeds} {'NaN' if s == NAN else s}" for s, n in entry.issues)
-    return CellText("value", mean, std, note)
+    ci = fmt_interval(*entry.ci, entry.mean, metric) if entry.ci is not None else None
+    return CellText("value", mean, std, note, ci=ci)
 
 
-def plain(ct: CellText, pm: str = "±", show_std: bool = True, show_note: bool = True) -> str:
-    """Single-line rendering used by Markdown and the terminal."""
+def plain(ct: CellText, pm: str = "±", show_std: bool = True, show_note: bool = True,
+          show_ci: bool = True) -> str:
+    """Single-line rendering used by Markdown, HTML and the terminal:
+    ``0.031 ± 0.002 [0.029, 0.034] (1/3 failed)``."""
     if ct.kind != "value":
         return ct.label
     out = ct.mean + (f" {pm} {ct.std}" if show_std and ct.std is not None else "")
+    out += f" [{ct.ci[0]}, {ct.ci[1]}]" if show_ci and ct.ci is not None else ""
     return out + (f" ({ct.note})" if show_note and ct.note else "")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bench.report.aggregate import OK
 from bench.report.fmt import CellText, cell_text
+from bench.report.grid import GCell, GColumn, Grid
 from bench.report.load import Run
 from bench.report.markdown import seed_list
 from bench.report.tables import COST_COLUMNS, PROB_METRICS, Column, Leaderboard, Row
@@ -24,7 +25,7 @@ _SPECIAL = {
 _UNICODE = {"±": "+/-", "—": "--", "–": "--", "→": "->", "←": "<-", "×": "x", "…": "...",
             "‘": "'", "’": "'", "“": '"', "”": '"', "≤": "<=", "≥": ">="}
 _DAGGER = r"^{\dagger}"
-_SCI = re.compile(r"^(-?\d+(?:\.\d+)?)e([+-])0*(\d+)$")
+_SCI = re.compile(r"^([+-]?\d+(?:\.\d+)?)e([+-])0*(\d+)$")
 
 
 def escape(text: str) -> str:
@@ -36,13 +37,17 @@ def escape(text: str) -> str:
 
 
 def number(text: str) -> str:
-    """``1.23e-05`` -> ``$1.23\\times10^{-5}$``; other number strings escaped as text."""
+    """``1.23e-05`` -> ``$1.23\\times10^{-5}$``, ``-1.5`` -> ``$-1.5$``, ``+13%`` ->
+    ``$+13$\\%``; other strings escaped as text."""
     m = _SCI.match(text)
-    if not m:
-        # a text-mode "-" would print as a hyphen, not a minus sign
-        return f"${text}$" if re.fullmatch(r"-\d+(\.\d+)?", text) else escape(text)
-    mant, sign, exp = m.groups()
-    return rf"${mant}\times10^{{{'-' if sign == '-' else ''}{exp}}}$"
+    if m:
+        mant, sign, exp = m.groups()
+        return rf"${mant}\times10^{{{'-' if sign == '-' else ''}{exp}}}$"
+    # a text-mode "-" would print as a hyphen, not a minus sign
+    signed = re.fullmatch(r"([+-]\d+(?:\.\d+)?)(%?)", text)
+    if signed:
+        return f"${signed.group(1)}$" + (r"\%" if signed.group(2) else "")
+    return escape(text)
 
 
 def arrow(direction: str) -> str:
@@ -214,3 +219,87 @@ def render_latex(boards: Sequence[Leaderboard], run: Run) -> str:
         "",
     ]
     return "\n".join(head) + "\n\n".join(board_latex(b) for b in boards) + "\n"
+
+
+# ---- generic tables (ranks, ablation, unseen-k, CIs) ------------------------------------
+_MATH = {"Δ": r"$\Delta$", "±": r"$\pm$", "σ": r"$\sigma$"}
+_MATH_RE = re.compile("([" + "".join(_MATH) + "])")
+
+
+def _text(text: str) -> str:
+    """`escape`, keeping the few symbols the generated tables use (Δ, ±, σ) as math."""
+    return "".join(_MATH.get(part) or escape(part) for part in _MATH_RE.split(text))
+
+
+def _extra(cell: GCell) -> str:
+    """``extra_fmt`` with each ``{}`` replaced by a typeset number, the text escaped."""
+    parts = cell.extra_fmt.split("{}")
+    out = _text(parts[0])
+    for num, rest in zip(cell.extra, parts[1:]):
+        out += number(num) + _text(rest)
+    return out
+
+
+def _grid_cell(cell: GCell) -> str:
+    if cell.ct is not None and cell.ct.kind == "status":
+        return rf"\textit{{{escape(cell.ct.label)}}}"
+    # In LaTeX a cell shows mean ± std only: CIs have their own tables (leaderboard_ci.tex).
+    main = _value(cell.ct, cell.bold) if cell.ct is not None else ""
+    if not cell.extra:
+        return main
+    extra = _extra(cell)
+    if cell.ct is None:
+        return rf"{{\bfseries\boldmath {extra}}}" if cell.bold else extra
+    return main + rf" {{\scriptsize {extra}}}"
+
+
+def _grid_header(cols: Sequence[GColumn], row_header: str) -> list[str]:
+    def top(c: GColumn) -> str:
+        return f"{escape(c.label)} {arrow(c.direction) if c.direction else ''}".strip()
+
+    if not any(c.sub for c in cols):
+        return [" & ".join([escape(row_header), *(top(c) for c in cols)]) + r" \\"]
+    cells, rules, j = [""], [], 0
+    while j < len(cols):  # merge runs of columns with the same label into one group
+        n = 1
+        while j + n < len(cols) and (cols[j + n].label, cols[j + n].direction) == (cols[j].label, cols[j].direction):
+            n += 1
+        cells.append(rf"\multicolumn{{{n}}}{{c}}{{{top(cols[j])}}}" if n > 1 else top(cols[j]))
+        if n > 1:
+            rules.append(rf"\cmidrule(lr){{{j + 2}-{j + n + 1}}}")
+        j += n
+    subs = [escape(c.sub) + (f"${_DAGGER}$" if c.unseen else "") for c in cols]
+    return [" & ".join(cells) + r" \\", *(["".join(rules)] if rules else []),
+            " & ".join([escape(row_header), *subs]) + r" \\"]
+
+
+def grid_latex(grid: Grid) -> str:
+    """One booktabs ``table`` float for a `Grid` (caption, label tab:<slug>, notes)."""
+    lines = [
+        r"\begin{table}[htbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
+        rf"\caption{{{_text(grid.caption or grid.title)}}}", rf"\label{{tab:{grid.slug}}}",
+        r"\sbox0{%", r"\begin{tabular}{l" + "r" * len(grid.columns) + "}", r"\toprule",
+        *_grid_header(grid.columns, grid.row_header), r"\midrule",
+    ]
+    for row in grid.rows:
+        lines.append(" & ".join([escape(row.label), *(_grid_cell(c) for c in row.cells)]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}%", FIT_BOX]
+    partial = [f"{escape(r.label)}: {escape('; '.join(notes))}" for r in grid.rows
+               if (notes := dict.fromkeys(c.ct.note for c in r.cells if c.ct is not None and c.ct.note))]
+    notes = [PARTIAL + " mean over the seeds with a value -- " + ", ".join(partial)] if partial else []
+    notes += [_text(n) for n in grid.notes]
+    if notes:
+        lines += ["", r"\smallskip", r"{\raggedright"] + [n + r"\par" for n in notes] + ["}"]
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+def render_grids_latex(grids: Sequence[Grid], what: str, run: Run) -> str:
+    head = [
+        f"% NeuroScale Bench {what} for run {escape(run.name)}, generated from the run's records;",
+        "% do not edit by hand. Needs \\usepackage{booktabs}; with \\usepackage{graphicx}",
+        "% a table wider than the line is scaled to fit.",
+        "",
+    ]
+    body = "\n\n".join(grid_latex(g) for g in grids) if grids else f"% (no {what} for this run)"
+    return "\n".join(head) + body + "\n"

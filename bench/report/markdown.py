@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bench.report.aggregate import OK, Summary
 from bench.report.fmt import cell_text, plain
+from bench.report.grid import Grid, Section, cell_plain, column_plain
 from bench.report.load import Run
 from bench.report.tables import Column, Leaderboard, Row, build_leaderboard
 
@@ -77,7 +78,9 @@ def provenance_lines(run: Run) -> list[str]:
 
 LEGEND = (
     "Each value is the mean ± sample std (ddof=1) over seeds of the per-seed mean over test "
-    "samples (just the mean when one seed contributed). **Bold**: best per column "
+    "samples (just the mean when one seed contributed); [lo, hi]: 95% percentile bootstrap "
+    "confidence interval over test samples (resampled within each seed, B=1000, averaged over "
+    "seeds), shown where the records hold per-sample values. **Bold**: best per column "
     "(↓ lower is better, ↑ higher, →0.9 closest to 0.9). (unseen): coarse-graining factor not "
     "used in training. (1/3 failed): seeds that did not contribute to the mean. "
     "n/a: does not apply; -: not recorded; NaN: recorded but not a finite number."
@@ -111,11 +114,13 @@ def board_markdown(board: Leaderboard) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(boards: Sequence[Leaderboard], run: Run) -> str:
+def render_markdown(boards: Sequence[Leaderboard], run: Run, sections: Sequence[str] = ()) -> str:
+    """The leaderboards, then extra ``## `` sections (cross-task ranks, ablation, ...)."""
     parts = [f"# Leaderboard: {run.name}", "", *provenance_lines(run), "", LEGEND, ""]
     parts += [board_markdown(b) for b in boards]
     if not boards:
         parts.append("_No results recorded._\n")
+    parts += list(sections)
     return "\n".join(parts)
 
 
@@ -151,10 +156,36 @@ def summary_text(summary: Summary) -> str:
         table = [head]
         for row in board.rows:
             vals = [
-                plain(cell_text(e, c.metric), show_std=False, show_note=False) if row.status == OK else "-"
+                plain(cell_text(e, c.metric), show_std=False, show_note=False, show_ci=False)
+                if row.status == OK else "-"
                 for e, c in zip(row.entries, cols)
             ]
             table.append([row.method, _status_text(summary, task, row), *vals])
         note = "  (* unseen factor)" if any(c.unseen for c in cols) else ""
         blocks.append(f"{task}{note}\n" + align(table, [False, False] + [True] * len(cols)))
     return "\n\n".join(blocks) if blocks else "(no results)"
+
+
+# ---- generic tables -------------------------------------------------------------------
+def grid_markdown(grid: Grid, level: int | None = 3) -> str:
+    """A `Grid` as a GitHub table under a heading (none if ``level`` is None), its
+    caption above, notes below."""
+    lines = [f"{'#' * level} {_esc(grid.title)}", ""] if level else []
+    if grid.caption:
+        lines += [_esc(grid.caption), ""]
+    lines.append(f"| {_esc(grid.row_header)} | " + " | ".join(_esc(column_plain(c)) for c in grid.columns) + " |")
+    lines.append("|:--|" + "".join("--:|" for _ in grid.columns))
+    for row in grid.rows:
+        cells = [(f"**{t}**" if c.bold else t) for c in row.cells for t in [_esc(cell_plain(c))]]
+        lines.append(f"| {_esc(row.label)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if grid.notes:
+        lines += [f"- {_esc(n)}" for n in grid.notes] + [""]
+    return "\n".join(lines)
+
+
+def section_markdown(s: Section) -> str:
+    """A ``## title`` section holding its grids, or the reason it is empty."""
+    level = 3 if s.grid_titles else None
+    body = [grid_markdown(g, level) for g in s.grids] if s.grids else [f"_{_esc(s.empty)}_", ""]
+    return "\n".join([f"## {_esc(s.title)}", "", _esc(s.intro), "", *body])
