@@ -53,7 +53,8 @@ def train(
 ) -> TrainLog:
     """Minimise ``loss_fn`` over shuffled mini-batches of ``range(n_samples)``.
 
-    AdamW with a cosine learning-rate decay over ``budget.epochs`` epochs. Shuffling uses
+    AdamW with a cosine learning-rate decay over the budget (epochs or wall clock,
+    whichever binds first; see `progress`). Shuffling uses
     a generator seeded from ``ctx.seed`` so the same seed gives the same run. Training
     stops early (``stopped = "time_limit"``) once ``budget.max_train_s`` has passed.
     """
@@ -61,10 +62,18 @@ def train(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     bs = max(1, min(budget.batch_size, n_samples))
     steps_per_epoch = math.ceil(n_samples / bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, budget.epochs * steps_per_epoch))
+    total_steps = max(1, budget.epochs * steps_per_epoch)
+    t0 = time.perf_counter()
+
+    def progress(step: int) -> float:
+        # Cosine decay over whichever budget runs out first (steps or wall clock), so a
+        # run stopped by the time cap still ends annealed. When the step budget binds
+        # (smoke runs, fast machines) the schedule, hence the result, is deterministic.
+        return min(1.0, max(step / total_steps, (time.perf_counter() - t0) / budget.max_train_s))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * progress(step))))
     gen = torch.Generator().manual_seed(ctx.seed)
     log = TrainLog()
-    t0 = time.perf_counter()
     bar = tqdm(range(budget.epochs), desc=desc, disable=not ctx.progress, leave=False, unit="ep")
     for epoch in bar:
         total, seen, sums = 0.0, 0, {}  # type: float, int, dict[str, float]
