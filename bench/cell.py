@@ -126,6 +126,13 @@ def failure_record(cfg: CellConfig, error: str) -> dict[str, Any]:
     return rec
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """torch reports a failed CPU or CUDA allocation as a RuntimeError, not MemoryError."""
+    text = str(e)
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text))
+
+
 def run_cell(cfg: CellConfig) -> dict[str, Any]:
     """Run one cell, write its record atomically, return the record."""
     rec = _new_record(cfg)
@@ -145,7 +152,8 @@ def run_cell(cfg: CellConfig) -> dict[str, Any]:
         rec.update(status="failed", error=f"out of memory: {e}", measurements=[])
     except Exception as e:  # noqa: BLE001 -- isolation is the point: record and go on
         tb = traceback.format_exc(limit=8)
-        rec.update(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", measurements=[])
+        prefix = "out of memory: " if is_out_of_memory(e) else ""
+        rec.update(status="failed", error=f"{prefix}{type(e).__name__}: {e}\n{tb}", measurements=[])
     rec["finished"] = _now()
     rec["wall_s"] = time.monotonic() - t_start
     write_json_atomic(cfg.path, rec)

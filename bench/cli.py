@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1,
                    help="cells run in parallel worker processes (default 1; timings taken in parallel are "
                         "flagged as loaded, use 1 for publishable speedups)")
+    r.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where cells run: 'local' (this process, or --jobs worker processes; default) or 'ray' "
+                        "(one Ray task per cell; see docs/distributed.md)")
+    r.add_argument("--address", help="with --executor ray: the cluster to use ('auto', HOST:PORT or "
+                                     "ray://HOST:PORT; default $RAY_ADDRESS, else a local Ray instance)")
     r.add_argument("--out", type=Path, help="run directory (default: results/<size>); re-running resumes it")
     r.add_argument("--data-dir", type=Path, help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
@@ -95,9 +100,48 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 1 if n_bad else 0
 
 
-def cmd_run(a: argparse.Namespace) -> int:
+def _check_device(device: str, executor: str) -> None:
+    """A device torch knows; for local cells also one this machine has (Ray checks its
+    cluster's GPUs itself, and assigns them: hence plain ``cuda`` there)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {device!r}; expected cpu, cuda or cuda:N") from None
+    if dev.type != "cuda":
+        return
+    if executor == "ray":
+        if dev.index is not None:
+            raise UsageError(f"--device {device} with --executor ray: Ray assigns each cell its GPU; use --device cuda")
+    elif not torch.cuda.is_available():
+        raise UsageError(f"--device {device}, but torch sees no CUDA device on this machine")
+    elif (dev.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_run_args(a: argparse.Namespace) -> None:
+    """Everything about the options alone, before any task is built (exit 2 if bad)."""
     if a.jobs < 1 or (a.threads is not None and a.threads < 1):
         raise UsageError("--jobs and --threads must be at least 1")
+    if a.timeout is not None and not a.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {a.timeout}")
+    if any(s < 0 for s in a.seeds):
+        raise UsageError(f"--seeds must be non-negative, got {','.join(map(str, a.seeds))}")
+    if a.executor != "ray" and a.address:
+        raise UsageError("--address is for --executor ray")
+    if a.executor == "ray" and a.jobs != 1:
+        raise UsageError("--jobs is for the local executor; with --executor ray the cluster's CPUs and "
+                         "--threads (CPUs per cell) set how many cells run at once")
+    _check_device(a.device, a.executor)
+    if a.executor == "ray":
+        from bench.executors import import_ray
+
+        import_ray()  # not installed: a clear error now, not after planning
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    _check_run_args(a)
     from bench.data import default_data_dir
     from bench.runner import RunConfig, run
 
@@ -106,7 +150,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                     threads=a.threads or max(1, _default_threads() // max(a.jobs, 1)), jobs=a.jobs,
                     out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
-                    progress=not a.quiet)
+                    progress=not a.quiet, executor=a.executor, address=a.address)
     counts = run(cfg)
     if not a.no_report:
         from bench.report import summary_table, write_report

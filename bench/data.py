@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def checksum(ds: Dataset) -> str:
 def save(ds: Dataset, path: Path, config: dict[str, Any]) -> str:
     """Write atomically; returns the checksum stored in the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # host + pid: two machines regenerating into a shared cache never share a temp name
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     digest = checksum(ds)
     with h5py.File(tmp, "w") as f:
         for name, arr in _arrays(ds).items():

@@ -58,6 +58,8 @@ def read_record(path: Path) -> dict[str, Any]:
         rec = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"unreadable record {path}: {e}") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"record {path} is not a JSON object")
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
         raise ValueError(f"record {path} lacks {missing}")

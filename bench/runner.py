@@ -3,7 +3,8 @@
 Resuming is the default: a cell whose record exists is not run again unless
 ``overwrite`` (all cells) or ``retry_failed`` (non-ok cells) is set. A record written
 under a different configuration (e.g. other ``k_train``) is a clear error rather than a
-silent mix of incompatible numbers.
+silent mix of incompatible numbers. A run holds the run directory's lock (`bench.lock`)
+from planning to the end, so two runs never write into one directory at once.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from tqdm.auto import tqdm
 
 from bench.cell import CellConfig
 from bench.data import load_or_generate
-from bench.executors import executor
+from bench.executors import Executor, open_executor
 from bench.config import BUDGETS, CELL_TIMEOUT_S
 from bench.errors import UsageError
+from bench.lock import RunLock
 from bench.names import build_method, build_task, resolve_methods, resolve_tasks
 from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
@@ -50,6 +52,8 @@ class RunConfig:
     timeout_s: float | None = None
     progress: bool = True
     jobs: int = 1
+    executor: str = "local"  # "local" (inline / process pool) or "ray"
+    address: str | None = None  # Ray cluster address; None: $RAY_ADDRESS or a local instance
     command: str = field(default_factory=lambda: shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
 
 
@@ -73,12 +77,16 @@ def plan(cfg: RunConfig) -> Plan:
     anything is computed or written."""
     if cfg.size not in BUDGETS:
         raise UsageError(f"unknown size {cfg.size!r}; valid: {', '.join(BUDGETS)}")
+    if cfg.timeout_s is not None and not cfg.timeout_s > 0:
+        raise UsageError(f"the cell timeout must be positive, got {cfg.timeout_s}")
     tasks = resolve_tasks(cfg.tasks)
     methods = resolve_methods(cfg.methods)
     timeout = cfg.timeout_s or CELL_TIMEOUT_S[cfg.size]
     cells, todo, estimate = [], [], 0.0
     for t in tasks:
         _, task = build_task(t, cfg.size)
+        if task.n_train < 1 or task.n_test < 1:
+            raise UsageError(f"task {t}: n_train and n_test must be at least 1, got {task.n_train} and {task.n_test}")
         try:
             _check_ks(t, task, tuple(cfg.k_train) + tuple(cfg.k_test))
         except ValueError as e:
@@ -120,21 +128,38 @@ def prepare_data(cells: Sequence[CellConfig], cfg: RunConfig, log: Callable[[str
     cells then only read it, and data generation never counts against a cell."""
     for task_spec in dict.fromkeys(c.task for c in cells):
         _, task = build_task(task_spec, cfg.size)
-        _, digest, path = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
+        try:
+            _, digest, path = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
+        except PermissionError as e:
+            raise UsageError(f"cannot write the dataset cache {cfg.data_dir}: {e.strerror or e}") from None
         log(f"data: {task_spec} ({task.n_train}+{task.n_test} samples) {path} sha256 {digest[:12]}")
+
+
+def remove_debris(run_dir: Path) -> None:
+    """Delete temporary files left by a killed run (never under a record's real name).
+    Only called while holding the run directory's lock, so no writer owns them."""
+    for pattern in (".*.tmp", ".*.tmp.npz"):  # the temporary names of every atomic write
+        for path in Path(run_dir).rglob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     """Run the matrix; returns the count of cells per status (all cells of the plan)."""
-    p = plan(cfg)
+    plan(cfg)  # validate everything before anything is started or written
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with open_executor(cfg.executor, cfg.jobs, cfg.address, cfg.threads, cfg.device) as execute, RunLock(out):
+        return _run_locked(cfg, out, execute, log)
+
+
+def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str], None]) -> dict[str, int]:
+    p = plan(cfg)  # again, under the lock: another run may have finished cells meanwhile
+    remove_debris(out)
     meta_path = out / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(
         name=out.name, command=cfg.command, size=cfg.size, tasks=sorted({c.task for c in p.cells}),
         methods=sorted({c.method for c in p.cells}), seeds=list(cfg.seeds), k_train=list(cfg.k_train),
-        k_test=list(cfg.k_test), provenance=provenance(cfg.device, cfg.threads),
+        k_test=list(cfg.k_test), executor=cfg.executor, provenance=_driver_provenance(cfg),
         started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
     write_json_atomic(meta_path, meta)
@@ -144,7 +169,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     t0 = time.monotonic()
     prepare_data(p.todo, cfg, log)
     bar = tqdm(total=len(p.todo), desc="cells", unit="cell", disable=not cfg.progress)
-    for cell, rec in executor(cfg.jobs)(p.todo):
+    for cell, rec in execute(p.todo):
         bar.update()
         bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
         if rec["status"] not in ("ok", "n/a"):
@@ -157,3 +182,11 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     meta["wall_s"] = meta.get("wall_s", 0.0) + (time.monotonic() - t0)
     write_json_atomic(meta_path, meta)
     return Counter(read_record(c.path)["status"] for c in p.cells)
+
+
+def _driver_provenance(cfg: RunConfig) -> dict[str, Any]:
+    """This machine's provenance; with Ray the driver need not have the cells' GPU (each
+    record carries its worker's own)."""
+    if cfg.executor == "local":
+        return provenance(cfg.device, cfg.threads)
+    return {**provenance("cpu", cfg.threads), "device": cfg.device}

@@ -111,7 +111,7 @@ def test_changed_configuration_is_refused(tmp_path, data_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tasks", "nope"], "unknown task 'nope'; valid: darcy"),
+        (["--tasks", "nope"], "unknown task 'nope'; valid: convection, darcy, turbulence"),
         (["--methods", "fnoo"], "unknown method 'fnoo'; valid:"),
         (["--methods", "fno:n_mode=3"], "has no parameter 'n_mode'; valid: n_modes"),
         (["--methods", "fno:n_modes=abc"], "fno:n_modes=abc"),
