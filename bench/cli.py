@@ -165,6 +165,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_list(a: argparse.Namespace) -> int:
     from bench.metrics import METRICS
     from methods import METHODS, VARIANTS
+    from methods.coarse import CoarseClassical
     from tasks import TASK_VARIANTS, TASKS
 
     print("tasks:")
@@ -174,7 +175,9 @@ def cmd_list(a: argparse.Namespace) -> int:
         print(f"  {v}")
     print("methods (parameter=default):")
     for name, cls in METHODS.items():
-        params = ", ".join(f"{k}={v}" for k, v in cls.param_defaults().items()) or "task solver parameters"
+        params = ", ".join(f"{k}={v}" for k, v in cls.param_defaults().items()) or (
+            "the task's solver parameters, e.g. coarse_fv:mean=geometric" if issubclass(cls, CoarseClassical)
+            else "no parameters")
         print(f"  {name:<16} {cls.summary}\n  {'':<16} [{params}]")
     if VARIANTS:
         print("registered variants:\n  " + "\n  ".join(VARIANTS))
