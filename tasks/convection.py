@@ -23,6 +23,7 @@ from tasks.convection_physics import (
     Physics, conservation, divergence, nusselt_err, profile_err, temperature_residual,
 )
 from tasks.grid import restrict
+from tasks.convection_pointwise import convection_pointwise
 from tasks.spec import K_VALUES, SIZES, CoarseSolver, Dataset, TaskSpec
 
 ROLLOUT_HORIZONS: tuple[int, ...] = (1, 2, 4, 8)
@@ -261,6 +262,11 @@ class Convection:
             coarse_solvers={"fv": solver("fv"), "spectral": solver("spectral")},
             fine_solve=self.fine_solve,
             fine_solver_name=self.fine_solver_name,
+            pointwise=convection_pointwise(self),
+            # Horizontally periodic Boussinesq flow is invariant under x -> -x with u -> -u.
+            symmetry="flip_x",
+            in_parity=(1, -1, 1),
+            out_parity=(1, -1, 1),
             extra_metrics={
                 "nusselt_err": lambda pred, target, inputs, k: nusselt_err(pred, target, ph),
                 "profile_err": lambda pred, target, inputs, k: profile_err(pred, target),

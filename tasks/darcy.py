@@ -21,6 +21,7 @@ import torch
 from tasks import fv2d
 from tasks.grid import restrict
 from tasks.spd_solve import resolve_solver
+from tasks.darcy_pointwise import darcy_pointwise
 from tasks.spec import K_VALUES, SIZES, CoarseSolver, Dataset, TaskSpec
 
 MEANS: tuple[str, ...] = ("harmonic", "arithmetic", "geometric")
@@ -186,6 +187,10 @@ class Darcy:
             },
             fine_solve=partial(fv2d.solve, f=f, solver=solver),
             fine_solver_name=f"fv5-{solver}",
+            pointwise=darcy_pointwise(self),
+            # -div(a grad u) = 1 on the square with u = 0 on its boundary is invariant under
+            # the square's rotations and reflections (a and u transform as scalars).
+            symmetry="p4m",
         )
 
     def coefficient(self, i: int, seed: int) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from tasks import turbulence_metrics as tm
 from tasks.turbulence_coarse import coarse_solvers
 from tasks.grid import restrict
+from tasks.turbulence_pointwise import turbulence_pointwise
 from tasks.spec import K_VALUES, SIZES, Dataset, TaskSpec
 from tasks.spectral import PeriodicGrid, rfft_weights
 from tasks.turbulence_solver import VorticitySolver, energy_enstrophy, kolmogorov_forcing
@@ -225,6 +226,10 @@ class Turbulence:
             coarse_solvers=coarse_solvers(self),
             fine_solve=self.fine_solve,
             fine_solver_name=self.fine_solver_name(),
+            pointwise=turbulence_pointwise(self),
+            # Kolmogorov forcing cos(kf y) breaks rotations and plain reflections (its
+            # symmetries need a half-period shift in y), so no group is claimed.
+            symmetry="none",
             extra_metrics={"spectrum_err": tm.spectrum_err},
             rollout_horizons=(1, 2, 4, 8),
         )

@@ -166,13 +166,15 @@ class CrossScaleAttention(nn.Module):
 def _group(q: torch.Tensor, r: int) -> torch.Tensor:
     """``(B, h, dh, H, W) -> (B, h, H/r, W/r, r*r, dh)``: queries grouped by ancestor."""
     b, h, dh, hq, wq = q.shape
-    return q.view(b, h, dh, hq // r, r, wq // r, r).permute(0, 1, 3, 5, 4, 6, 2).reshape(b, h, hq // r, wq // r, r * r, dh)
+    g = q.view(b, h, dh, hq // r, r, wq // r, r).permute(0, 1, 3, 5, 4, 6, 2)
+    return g.reshape(b, h, hq // r, wq // r, r * r, dh)
 
 
 def _group_last(a: torch.Tensor, r: int) -> torch.Tensor:
     """``(B, h, H, W, c) -> (B, h, H/r, W/r, r*r, c)``."""
     b, h, hq, wq, c = a.shape
-    return a.reshape(b, h, hq // r, r, wq // r, r, c).permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, hq // r, wq // r, r * r, c)
+    g = a.reshape(b, h, hq // r, r, wq // r, r, c).permute(0, 1, 2, 4, 3, 5, 6)
+    return g.reshape(b, h, hq // r, wq // r, r * r, c)
 
 
 def _ungroup(a: torch.Tensor, r: int) -> torch.Tensor:

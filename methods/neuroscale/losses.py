@@ -1,23 +1,24 @@
 """Loss terms of NeuroScale: data misfit, Gaussian NLL and the physics regulariser.
 
-Total loss (every term normalised to be O(1) for an untrained network):
+Total loss (each term dimensionless):
 
     L = mean_k ||R_k u - y_k||^2_norm  +  gamma L_phys  +  beta mean_k NLL_k
 
 * data: mean squared error in normalised output units (per-channel target std).
 * NLL: ``0.5 (log sigma^2 + (y - mu)^2 / sigma^2)`` per point (the constant
   ``0.5 log 2 pi`` dropped), normalised units.
-* physics, with ``rho(r) = mean(r^2)`` and each term divided by its value at ``u = 0``
-  on the training data (the "forcing energy", ``c_level``), so that 1 means "as wrong as
-  predicting zero":
+* physics, with ``rho(r) = mean(r^2)``:
 
       L_phys = lambda_fine   rho(residual(u, x, 1)) / c_1
              + lambda_coarse mean_k rho(residual(R_k u, x, k)) / c_k
              + lambda_div    mean_k rho(divergence(R_k u, k)) / c_div,k
 
   ``u`` is the network's fine field (the proposal's "u_pred up"), ``k`` runs over the
-  training factors. Divergence of zero is zero, so its scale is the velocity-gradient
-  energy ``sum_c rho(divergence(e_c * y_k, k))`` of the targets, one channel at a time.
+  training factors. Each ``c`` is the term's value on the reference field of its level
+  (see `PhysicsLoss.from_data`), so 1 means "as unphysical as the data-consistent
+  reference". The zero field is NOT a usable reference for the fine residual: it
+  amplifies errors by ~1/h^2, and normalised by ``rho(f)`` it outweighed the data term by
+  ~1e4 on Darcy (docs/neuroscale.md).
 """
 
 from __future__ import annotations
@@ -82,25 +83,30 @@ class PhysicsLoss:
         lambda_coarse: float,
         lambda_div: float,
     ) -> PhysicsLoss:
-        """Measure the normalising scales on (a few) training samples in physical units."""
+        """Measure the normalising scales on (a few) training samples in physical units.
+
+        Each term is divided by its value on the reference field of its level: the target
+        ``y_k`` on a coarse level, the finest target prolonged piecewise-constantly on the
+        fine grid. Where that value is negligible (the data satisfy the constraint, e.g.
+        divergence-free targets) the scale falls back to the zero field's residual, resp.
+        the per-channel divergence energy of the target."""
         k_train = tuple(sorted(targets))
+        k0 = k_train[0]
         scales: dict[str, float] = {}
         with torch.no_grad():
             if spec.residual is not None:
-                k0 = k_train[0]
                 for k in (1, *k_train):
-                    # Fallback for problems whose zero field solves the equation exactly:
-                    # the residual of the target (prolonged to the fine grid) sets the scale.
-                    guess = targets[k] if k > 1 else prolong(targets[k0], k0)
-                    r0 = spec.residual(torch.zeros_like(guess), inputs, k)
-                    scales[f"res{k}"] = _positive(_ms(r0), _ms(spec.residual(guess, inputs, k)))
+                    ref = targets[k] if k > 1 else prolong(targets[k0], k0)
+                    r_ref = _ms(spec.residual(ref, inputs, k))
+                    r_zero = _ms(spec.residual(torch.zeros_like(ref), inputs, k))
+                    scales[f"res{k}"] = _scale(r_ref, r_zero)
             if spec.divergence is not None:
                 for k in k_train:
                     y = targets[k]
                     energy = sum(
                         _ms(spec.divergence(y * _unit(spec.out_channels, c, y), k)) for c in range(spec.out_channels)
                     )
-                    scales[f"div{k}"] = _positive(energy, _ms(y))
+                    scales[f"div{k}"] = _scale(_ms(spec.divergence(y, k)), energy)
         return cls(spec, k_train, scales, lambda_fine, lambda_coarse, lambda_div)
 
     def __call__(self, u_fine: torch.Tensor, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,10 +133,10 @@ def _unit(channels: int, c: int, like: torch.Tensor) -> torch.Tensor:
     return e
 
 
-def _positive(primary: torch.Tensor | float, fallback: torch.Tensor | float, tiny: float = 1e-30) -> float:
-    """``primary`` if it is a usable positive scale, else ``fallback``, else 1."""
-    for v in (primary, fallback):
-        f = float(v)
-        if np.isfinite(f) and f > tiny:
-            return f
-    return 1.0
+def _scale(reference: torch.Tensor | float, fallback: torch.Tensor | float) -> float:
+    """``reference`` unless it is negligible next to ``fallback`` (or not finite); 1 if
+    both vanish."""
+    ref, fb = float(reference), float(fallback)
+    if np.isfinite(ref) and ref > 1e-12 * max(fb, 0.0) and ref > 1e-30:
+        return ref
+    return fb if np.isfinite(fb) and fb > 1e-30 else 1.0

@@ -19,15 +19,13 @@ from torch import nn
 from bench.config import Budget, Context
 from bench.errors import NotApplicable, UsageError
 from bench.training import TrainLog
+from methods.base import Prediction
 from methods.neural import NeuralMethod
 from methods.neuroscale.losses import PhysicsLoss, gaussian_nll, mse
 from methods.neuroscale.model import NeuroScaleNet
 from methods.neuroscale.uncertainty import mc_dropout, mixture_moments
-from tasks.grid import restrict
+from tasks.grid import prolong, restrict
 from tasks.spec import Dataset, TaskSpec
-
-# Share of a member's time that its planned epochs may fill (timing noise on a shared CPU).
-_TIME_SAFETY = 0.85
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -51,21 +49,21 @@ class NeuroScale(NeuralMethod):
         self,
         gamma: float = 0.1,
         beta: float = 0.1,
-        scales: int = 4,
+        scales: int = 3,
         ensemble: int = 2,
         dropout: float = 0.05,
         width: int = 32,
         heads: int = 4,
         window: int = 3,
         layers: int = 2,
-        stem: int = 2,
+        stem: int = 4,
         fourier: int = 4,
         global_tokens: int = 4,
-        mc_samples: int = 8,
+        mc_samples: int = 4,
         lambda_fine: float = 1.0,
-        lambda_coarse: float = 1.0,
+        lambda_coarse: float = 0.0,
         lambda_div: float = 1.0,
-        lr: float = 2e-3,
+        lr: float = 1e-2,
         weight_decay: float = 1e-4,
     ) -> None:
         self.gamma = gamma
@@ -128,6 +126,7 @@ class NeuroScale(NeuralMethod):
                 window=self.window, scales=self.scales, layers=self.layers, stem=self.stem,
                 fourier=self.fourier, global_tokens=self.global_tokens, dropout=self.dropout,
                 variance=self.probabilistic, log2k_centre=self._log2k_centre,
+                periodic=spec.boundary == "periodic",
             )
 
     def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,13 +168,9 @@ class NeuroScale(NeuralMethod):
 
     # -- contract --------------------------------------------------------------------
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuroScale:
-        """Train ``ensemble`` members with the shared loop.
-
-        Budget split: a 1-epoch probe on ``2 * batch_size`` samples times a training step;
-        each member then gets ``(max_train_s - probe time) / M`` seconds and as many epochs
-        (at most ``budget.epochs``) as fit into 85% of that, so that every member's cosine
-        schedule runs to its end; the loop's own time limit still applies.
-        """
+        """Train ``ensemble`` members with the shared loop, one call per member, each with
+        ``budget.epochs`` epochs and ``budget.max_train_s / M`` seconds: an ensemble costs
+        what one network costs, so larger M means less training per member."""
         reason = self.not_applicable(spec)
         if reason:
             raise NotApplicable(reason)
@@ -192,15 +187,11 @@ class NeuroScale(NeuralMethod):
             )
             self._physics = phys if phys.active else None
 
-        bs = max(1, min(budget.batch_size, len(train_data)))
-        probe = self._fit_one(train_data.subset(slice(0, min(len(train_data), 2 * bs))), spec,
-                              Budget(epochs=1, max_train_s=math.inf, batch_size=bs), ctx, member_seed(ctx.seed, 10**6))
-        self._probe_s_per_step = probe.seconds / max(1, probe.steps)
-        per_member = max(budget.max_train_s - probe.seconds, 0.1 * budget.max_train_s) / self.ensemble
-        epoch_s = self._probe_s_per_step * math.ceil(len(train_data) / bs)
-        epochs = max(1, min(budget.epochs, int(_TIME_SAFETY * per_member / max(epoch_s, 1e-9))))
-        self._member_budget = Budget(epochs=epochs, max_train_s=per_member, batch_size=budget.batch_size)
-
+        # Equal shares of the wall clock; the shared loop anneals each member's cosine
+        # schedule over whichever of its epochs or its time share binds first.
+        self._member_budget = Budget(
+            epochs=budget.epochs, max_train_s=budget.max_train_s / self.ensemble, batch_size=budget.batch_size
+        )
         self._member_seeds = [member_seed(ctx.seed, m) for m in range(self.ensemble)]
         members, self._member_logs = [], []
         for s in self._member_seeds:
@@ -211,6 +202,15 @@ class NeuroScale(NeuralMethod):
         self.train_log = _merge_logs(self._member_logs)
         self._ctx, self._batch = ctx, budget.batch_size
         return self
+
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        """Rollout step: the coarse state, prolonged piecewise-constantly to the fine grid,
+        is the fine input; the prediction at factor ``k`` is the next coarse state. The
+        network is not evaluated on the coarse grid itself because its levels are block
+        sizes in fine cells (``stem * 2^l``), which would change physical size with k."""
+        if not self._spec.time_dependent:
+            return super().advance(state, k)
+        return self.predict(prolong(np.asarray(state), k), k)
 
     def _fit_one(self, data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context, seed: int) -> TrainLog:
         """One run of the shared loop (via NeuralMethod.fit) for one network."""
@@ -225,7 +225,6 @@ class NeuroScale(NeuralMethod):
             "train_log": self.train_log.to_dict(),
             "member_logs": [log.to_dict() for log in self._member_logs],
             "member_budget": {"epochs": self._member_budget.epochs, "max_train_s": self._member_budget.max_train_s},
-            "probe_s_per_step": self._probe_s_per_step,
             "physics_scales": None if self._physics is None else dict(self._physics.scales),
             "n_params_member": sum(p.numel() for p in self.members[0].parameters()),
         }

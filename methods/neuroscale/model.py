@@ -3,18 +3,19 @@ attention blocks and a synthesis that serves every coarse-graining factor k.
 
 Data flow for a fine input ``x`` of shape ``(B, C_in, H, W)``:
 
-1. Lift (pointwise, fine grid): ``[x, gamma(coords)] -> width`` channels, where
-   ``gamma`` are sin/cos Fourier features of the cell centres (frequencies 0.5, 1, 2, ...
-   per unit length) so that the network can place high-frequency structure.
-2. Hierarchy: ``U^(l) = R_{s 2^l}(lift)`` for ``l = 0..L`` (``s = stem``, ``R`` the
-   conservative block average of `tasks.grid.restrict`). Averaging a *nonlinear* pointwise
-   lift is a learned family of cell averages (arithmetic, harmonic-like, ...), the
-   homogenisation-style statistics a coarse model of a rough coefficient needs.
+1. Lift (fine grid): ``g = GELU(conv3x3(x) + F gamma(coords))``, ``width`` channels,
+   where ``gamma`` are sin/cos Fourier features of the cell centres (frequencies 0.5, 1,
+   2, ... per unit length) so that the network can place high-frequency structure.
+2. Hierarchy: ``U^(l) = W_lift R_{s 2^l} g + e_l`` for ``l = 0..L`` (``s = stem``, ``R``
+   the conservative block average of `tasks.grid.restrict`, ``e_l`` a level embedding).
+   Averaging *nonlinear* local features is a learned family of cell averages
+   (arithmetic, harmonic-like, interface density, orientation), the homogenisation-style
+   statistics a coarse model of a rough coefficient needs.
 3. ``layers`` blocks of `CrossScaleAttention` (joint softmax over scales) plus a pointwise
    MLP, each followed by a bottom-up pass ``U^(l) += B_l R_2 U^(l-1)`` that carries the
    updated finer levels to the coarser ones.
 4. Synthesis: ``U~ = sum_l P_{s 2^l} U^(l)`` (P = piecewise-constant prolongation, the
-   sum over l of the proposal's formula) plus a fine skip of the lift, then a pointwise
+   sum over l of the proposal's formula) plus the fine lift features, then a pointwise
    head gives a field ``u`` on the fine grid. The prediction at ANY factor k is
    ``R_k u``: consistent across factors (``R_16 u = R_2 R_8 u``), so an unseen k needs
    no extrapolation of the mean. The variance head (`uncertainty.VarianceHead`) is the
@@ -92,13 +93,17 @@ class NeuroScaleNet(nn.Module):
         dropout: float,
         variance: bool,
         log2k_centre: float,
+        periodic: bool = False,
     ) -> None:
         super().__init__()
         self.scales, self.stem, self.fourier = scales, stem, fourier
         # Lift = conv2(GELU(conv1(x) + F gamma)). conv2 is linear, so it commutes with
         # the block averages and runs on the coarse levels; only conv1 and GELU run on
         # the fine grid, and F gamma (the same for every sample) is computed once.
-        self.lift_in = nn.Conv2d(in_channels, width, 1)
+        # A 3x3 stencil, not a pointwise map: block averages of nonlinear functions of
+        # local differences encode interface density and orientation inside a block
+        # (what effective coefficients depend on), not only volume fractions.
+        self.lift_in = nn.Conv2d(in_channels, width, 3, padding=1, padding_mode="circular" if periodic else "replicate")
         self.lift_ff = nn.Conv2d(4 * fourier, width, 1, bias=False) if fourier else None
         self.lift_out = nn.Conv2d(width, width, 1)
         self.level_embed = nn.Parameter(torch.zeros(scales, width, 1, 1))
@@ -106,7 +111,7 @@ class NeuroScaleNet(nn.Module):
             Block(width, heads, scales, window, global_tokens, dropout) for _ in range(layers)
         )
         self.out_norm = ChannelNorm(width)
-        self.skip = nn.Conv2d(width, width, 1)
+        self.out_proj = nn.Conv2d(width, width, 1)
         self.head = nn.Sequential(nn.GELU(), nn.Conv2d(width, out_channels, 1))
         self.var_head = VarianceHead(width, out_channels, log2k_centre) if variance else None
 
@@ -134,7 +139,8 @@ class NeuroScaleNet(nn.Module):
         acc = us[-1]
         for lvl in range(self.scales - 2, -1, -1):
             acc = us[lvl] + prolong(acc, 2)
-        feats = prolong(self.out_norm(acc), self.stem) + self.skip(g)
+        # The fine skip is g itself: no fine-grid matrix product besides lift_in and head.
+        feats = prolong(self.out_proj(self.out_norm(acc)), self.stem) + g
         return self.head(feats), feats
 
     def predict(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,0 +1,195 @@
+"""How NeuroScale's cost grows with the fine grid, and its size next to a default FNO.
+
+For fine grids n x n (default 64, 128, 256, 512) it measures, each size in a fresh
+subprocess so that peaks do not leak between sizes:
+
+* ``fwd_s``: median wall time of one inference forward pass (batch 1, no grad);
+* ``fwd_mb`` / ``train_mb``: peak resident memory added by one forward pass without
+  grad / one forward + backward pass, each the first pass of its own process. Method:
+  the kernel's high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` just
+  before the pass (Linux >= 4.0) and read after it, minus the resident size ``VmRSS``
+  before it; ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc return freed blocks at once, so
+  the mark follows live allocations. It counts every allocation torch makes for the pass
+  (activations, workspaces, autograd buffers), not the weights. Where clear_refs is
+  unavailable it falls back to ``ru_maxrss`` deltas (an underestimate when import
+  transients set the mark), and says so.
+
+It prints the growth exponent: the least-squares slope of log(cost) against log(number of
+fine grid points) over the measured sizes (1 = linear; the design target is <= 1.2), and
+the parameter count of NeuroScale (one member and the default ensemble) beside the
+default neuraloperator FNO(n_modes=(12, 12), hidden_channels=32, n_layers=4), whose
+forward time is measured alongside as a reference.
+
+    python benchmarks/bench_neuroscale_scaling.py [--sizes 64 128 256 512] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from methods.neuroscale import NeuroScale  # noqa: E402
+from methods.neuroscale.model import NeuroScaleNet  # noqa: E402
+
+SLOPE_TARGET = 1.2
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb(fn: Any) -> tuple[float, str]:
+    """Peak resident memory (MB) that ``fn()`` adds, and the method used."""
+    before = _status_kb("VmRSS")
+    if before is not None and _reset_peak():
+        fn()
+        return (_status_kb("VmHWM") - before) / 1024, "VmHWM-reset"
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, "ru_maxrss-delta"
+
+
+def neuroscale_net() -> torch.nn.Module:
+    p = NeuroScale.param_defaults()
+    return NeuroScaleNet(
+        1, 1, width=p["width"], heads=p["heads"], window=p["window"], scales=p["scales"],
+        layers=p["layers"], stem=p["stem"], fourier=p["fourier"], global_tokens=p["global_tokens"],
+        dropout=p["dropout"], variance=p["beta"] > 0, log2k_centre=2.5,
+    ).eval()
+
+
+def fno_net() -> torch.nn.Module:
+    from neuralop.models import FNO
+
+    return FNO(n_modes=(12, 12), hidden_channels=32, n_layers=4, in_channels=1, out_channels=1).eval()
+
+
+def worker(n: int, which: str, mode: str, repeats: int) -> dict[str, Any]:
+    """One measurement in a fresh process: ``time`` (median of ``repeats`` forward passes
+    after a warm-up), ``fwd_mem`` or ``train_mem`` (the first pass, so no heap retained
+    from an earlier pass hides allocations)."""
+    torch.manual_seed(0)
+    net = neuroscale_net() if which == "neuroscale" else fno_net()
+    x = torch.randn(1, 1, n, n)
+
+    def fwd() -> None:
+        with torch.no_grad():
+            net(x)
+
+    def train_step() -> None:
+        out = net(x)
+        (out[0] if isinstance(out, tuple) else out).square().mean().backward()
+
+    if mode == "fwd_mem":
+        mb, method = _peak_mb(fwd)
+        return {"fwd_mb": mb, "mem_method": method}
+    if mode == "train_mem":
+        mb, method = _peak_mb(train_step)
+        return {"train_mb": mb, "mem_method": method}
+    fwd()  # warm-up: kernel selection and allocator growth are not part of the cost
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fwd()
+        times.append(time.perf_counter() - t0)
+    return {"fwd_s": float(np.median(times))}
+
+
+def slope(ns: list[int], values: list[float]) -> float:
+    pts = np.log(np.asarray(ns, dtype=float) ** 2)
+    return float(np.polyfit(pts, np.log(np.asarray(values)), 1)[0])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-fno", action="store_true", help="skip the FNO reference timings")
+    ap.add_argument("--worker", nargs=3, metavar=("N", "WHICH", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.worker[2], args.repeats)))
+        return 0
+
+    load = os.getloadavg()[0]
+    print(f"threads={args.threads}  load average (1 min) at start: {load:.2f}  cpu cores: {os.cpu_count()}")
+    rows: dict[str, list[dict[str, Any]]] = {"neuroscale": [], "fno": []}
+    # Freed blocks above 64 KiB go back to the OS at once, so the resident high-water
+    # mark follows the live allocations rather than glibc's retained heap.
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MALLOC_MMAP_THRESHOLD_": "65536"}
+    for which in ("neuroscale",) + (() if args.no_fno else ("fno",)):
+        for n in args.sizes:
+            row: dict[str, Any] = {"n": n}
+            for mode in ("time", "fwd_mem", "train_mem"):
+                cmd = [sys.executable, __file__, "--worker", str(n), which, mode,
+                       "--threads", str(args.threads), "--repeats", str(args.repeats)]
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if res.returncode != 0:
+                    err = res.stderr.strip().splitlines()
+                    print(f"{which} n={n} {mode}: failed ({err[-1] if err else res.returncode})")
+                    break
+                row.update(json.loads(res.stdout.strip().splitlines()[-1]))
+            else:
+                rows[which].append(row)
+                continue
+            break
+
+    print(f"\n{'model':<11}{'grid':>6}{'points':>9}{'fwd_s':>10}{'fwd_MB':>9}{'train_MB':>10}")
+    for which, rs in rows.items():
+        for r in rs:
+            print(f"{which:<11}{r['n']:>6}{r['n'] ** 2:>9}{r['fwd_s']:>10.4f}{r['fwd_mb']:>9.1f}{r['train_mb']:>10.1f}")
+    ok = True
+    for which, rs in rows.items():
+        if len(rs) < 2:
+            continue
+        ns = [r["n"] for r in rs]
+        exps = {key: slope(ns, [max(r[key], 1e-6) for r in rs]) for key in ("fwd_s", "fwd_mb", "train_mb")}
+        # Over the two largest sizes, where fixed overheads no longer mask the growth.
+        tail = {key: slope(ns[-2:], [max(r[key], 1e-6) for r in rs[-2:]]) for key in exps}
+        print(f"{which}: growth exponent vs points, all sizes: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in exps.items())
+              + " | two largest: " + ", ".join(f"{k} {v:.2f}" for k, v in tail.items())
+              + f"  (memory: {rs[0]['mem_method']})")
+        if which == "neuroscale":
+            ok = all(v <= SLOPE_TARGET for v in exps.values()) and all(v <= SLOPE_TARGET for v in tail.values())
+    p = NeuroScale.param_defaults()
+    member = sum(q.numel() for q in neuroscale_net().parameters())
+    fno = sum(q.numel() for q in fno_net().parameters())
+    print(f"\nparameters: neuroscale one member {member:,}; default ensemble of {p['ensemble']}: "
+          f"{member * p['ensemble']:,}; FNO(n_modes=(12,12), hidden=32, layers=4): {fno:,} "
+          f"(ratio ensemble/FNO {member * p['ensemble'] / fno:.2f})")
+    print(f"growth exponents <= {SLOPE_TARGET}: {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
