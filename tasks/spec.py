@@ -85,6 +85,11 @@ class TaskSpec:
     #: "p4m" (rotations by 90 degrees and reflections), "p4", "flip_x" (reflection
     #: x -> -x), or "none"
     symmetry: str = "none"
+    #: sign of each input / output channel under the reflections of ``symmetry`` (+1: a
+    #: scalar; -1: a pseudoscalar such as vorticity, or the reflected component of a
+    #: vector such as u under x -> -x); () = every channel is a scalar
+    in_parity: tuple[int, ...] = ()
+    out_parity: tuple[int, ...] = ()
     #: the continuous PDE for pointwise (PINN-type) solvers; see tasks/pointwise.py
     pointwise: Any | None = None
 
