@@ -349,7 +349,7 @@ class PINN(PointwiseSolver):
     """
 
     name = "pinn"
-    summary = "DeepXDE PINN per test instance, annealed loss weights, Adam + L-BFGS"
+    summary = "DeepXDE PINN per test instance, adaptive loss weights, Adam + L-BFGS"
     SIZES = PINN_SIZES
 
     def __init__(
