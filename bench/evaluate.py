@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.config import Context
+from bench.config import TIMING_CAPS, Context
 from bench.errors import Diverged, NotApplicable
 from bench.metrics import METRICS, core
 from bench.provenance import cpu_name
@@ -182,7 +182,8 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
     ``timing_batch`` (default `TIMING_BATCH`; the fine solver is timed on the same
     batch), ``timing_repeats`` (5), ``timing_warmup`` (1) and ``timing_attempts`` (3,
     retries under load): per-instance solvers (PINNs) time one call per k on one
-    instance, which takes seconds to minutes, so repeats add nothing but wall time."""
+    instance, which takes seconds to minutes, so repeats add nothing but wall time.
+    ``bench.config.TIMING_CAPS`` caps repeats and attempts per size (smoke: one each)."""
     batch = test.inputs[: min(int(getattr(method, "timing_batch", TIMING_BATCH)), len(test))]
     rows: list[dict[str, Any]] = []
     if spec.fine_solve is None:
@@ -199,9 +200,11 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
                      for m in ("infer_s", "speedup")]
             continue
         ctx.check_deadline(f"timing k={k}")
-        t = measure(_timed_call(method, batch, k), repeats=int(getattr(method, "timing_repeats", 5)),
+        max_repeats, max_attempts = TIMING_CAPS.get(cfg.size, (5, 3))
+        t = measure(_timed_call(method, batch, k),
+                    repeats=min(max_repeats, int(getattr(method, "timing_repeats", 5))),
                     warmup=int(getattr(method, "timing_warmup", 1)),
-                    attempts=int(getattr(method, "timing_attempts", 3)))
+                    attempts=min(max_attempts, int(getattr(method, "timing_attempts", 3))))
         flag = " (timed under load)" if t.loaded or (fine and fine["timing"]["loaded"]) else ""
         rows.append(measurement("infer_s", t.median_s, k=k, unseen=unseen, n=len(batch), reason=flag.strip()))
         if fine is None:

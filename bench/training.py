@@ -69,6 +69,8 @@ def train(
         # Cosine decay over whichever budget runs out first (steps or wall clock), so a
         # run stopped by the time cap still ends annealed. When the step budget binds
         # (smoke runs, fast machines) the schedule, hence the result, is deterministic.
+        if not budget.anneal_on_time:
+            return min(1.0, step / total_steps)
         return min(1.0, max(step / total_steps, (time.perf_counter() - t0) / budget.max_train_s))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * progress(step))))

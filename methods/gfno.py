@@ -71,7 +71,8 @@ class GFNONet(torch.nn.Module):
         self.register_buffer("in_signs", signs(group, in_parity).float(), persistent=False)
         self.register_buffer("out_signs", signs(group, out_parity).float(), persistent=False)
         self.register_buffer("coords", coords, persistent=False)
-        self.lift = torch.nn.ModuleList([GroupPointwise(group, n_in, 2 * width), GroupPointwise(group, 2 * width, width)])
+        self.lift = torch.nn.ModuleList([GroupPointwise(group, n_in, 2 * width),
+                                         GroupPointwise(group, 2 * width, width)])
         self.spectral = torch.nn.ModuleList(GroupSpectralConv(group, width, width, *modes) for _ in range(n_layers))
         self.pointwise = torch.nn.ModuleList(GroupPointwise(group, width, width) for _ in range(n_layers))
         self.proj = GroupPointwise(group, width, 2 * width)

@@ -149,7 +149,8 @@ class GroupSpectralConv(torch.nn.Module):
         self.register_buffer("table", torch.as_tensor(group.table()), persistent=False)
         scale = 1.0 / (c_in * group.order)
         # Half plane xi_x >= 0 (rfft); the other half follows by Hermitian symmetry.
-        self.weight = torch.nn.Parameter(scale * torch.randn(c_out, c_in, group.order, 2 * my + 1, mx + 1, dtype=torch.cfloat))
+        shape = (c_out, c_in, group.order, 2 * my + 1, mx + 1)
+        self.weight = torch.nn.Parameter(scale * torch.randn(shape, dtype=torch.cfloat))
 
     def full_kernel(self) -> torch.Tensor:
         """Hermitian kernel on the whole box ``(o, i, g, 2my+1, 2mx+1)``."""

@@ -25,8 +25,8 @@ then the pseudo-physics term acts as a physics-shaped regulariser on labelled in
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,7 @@ class PPINO(FNO):
 
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> PPINO:
         e_rest = max(self.n_rounds, budget.epochs - budget.epochs // 2)
-        warm = Budget(epochs=max(1, budget.epochs // 2), max_train_s=0.5 * budget.max_train_s, batch_size=budget.batch_size)
+        warm = replace(budget, epochs=max(1, budget.epochs // 2), max_train_s=0.5 * budget.max_train_s)
         super().fit(train_data, spec, warm, ctx)  # phase 1: the fno recipe on data
         self.logs = {"fno_warmup": self.train_log.to_dict()}
         k0 = min(train_data.targets)
@@ -106,7 +106,8 @@ class PPINO(FNO):
         periodic = spec.boundary == "periodic"
         self.phi = _to(PseudoPhysics(spec.out_channels, spec.in_channels, self.phi_hidden, periodic), ctx)
         with torch.no_grad():
-            self.phi.feat_scale.copy_(derivative_features(Yn, periodic).std(dim=(0, 2, 3)).clamp_min(1e-8).view(1, -1, 1, 1))
+            scale = derivative_features(Yn, periodic).std(dim=(0, 2, 3)).clamp_min(1e-8)
+            self.phi.feat_scale.copy_(scale.view(1, -1, 1, 1))
         group = make_group(spec.symmetry) if spec.symmetry in GROUP_NAMES else None
         gen = torch.Generator().manual_seed(ctx.seed + 1)
         n = len(train_data)
@@ -132,12 +133,12 @@ class PPINO(FNO):
         for r in range(self.n_rounds):
             self.phi.train().requires_grad_(True)
             self.logs[f"phi_{r}"] = train(self.phi.parameters(), phi_loss, n, ctx=ctx, lr=self.lr,
-                                          budget=Budget(self.phi_epochs, 0.1 * t_round, budget.batch_size),
+                                          budget=replace(budget, epochs=self.phi_epochs, max_train_s=0.1 * t_round),
                                           weight_decay=self.weight_decay, desc=f"train {self.name} phi").to_dict()
             self.phi.eval().requires_grad_(False)
             self.model.train()
             self.logs[f"fno_{r}"] = train(self.model.parameters(), fno_loss, n, ctx=ctx, lr=self.lr,
-                                          budget=Budget(e_round, 0.9 * t_round, budget.batch_size),
+                                          budget=replace(budget, epochs=e_round, max_train_s=0.9 * t_round),
                                           weight_decay=self.weight_decay, desc=f"train {self.name}").to_dict()
             self.model.eval()
         return self

@@ -74,6 +74,10 @@ class TaskSpec:
     k_values: tuple[int, ...] = K_VALUES
     domain: tuple[float, float] = (1.0, 1.0)
     residual: Callable[..., Any] | None = None
+    #: the finest factor at which physics-informed losses should evaluate ``residual``
+    #: (1 = the fine grid); a task raises it where the fine-grid residual is
+    #: ill-conditioned or far costlier than the network (turbulence: see its docstring)
+    physics_k: int = 1
     divergence: Callable[..., Any] | None = None
     conservation: Callable[..., np.ndarray] | None = None
     coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)

@@ -95,8 +95,9 @@ class PhysicsLoss:
         scales: dict[str, float] = {}
         with torch.no_grad():
             if spec.residual is not None:
-                for k in (1, *k_train):
-                    ref = targets[k] if k > 1 else prolong(targets[k0], k0)
+                kf = spec.physics_k  # the "fine" physics level (1 unless the task says)
+                for k in dict.fromkeys((kf, *k_train)):
+                    ref = targets[k] if k in targets else prolong(targets[k0], k0 // kf)
                     r_ref = _ms(spec.residual(ref, inputs, k))
                     r_zero = _ms(spec.residual(torch.zeros_like(ref), inputs, k))
                     scales[f"res{k}"] = _scale(r_ref, r_zero)
@@ -116,7 +117,9 @@ class PhysicsLoss:
         residual: Callable[..., torch.Tensor] | None = self.spec.residual
         coarse = {k: restrict(u_fine, k) for k in self.k_train}
         if residual is not None and self.lambdas["fine"] > 0:
-            out["phys_fine"] = self.lambdas["fine"] * _ms(residual(u_fine, inputs, 1)) / self.scales["res1"]
+            kf = self.spec.physics_k
+            u = u_fine if kf == 1 else restrict(u_fine, kf)
+            out["phys_fine"] = self.lambdas["fine"] * _ms(residual(u, inputs, kf)) / self.scales[f"res{kf}"]
         if residual is not None and self.lambdas["coarse"] > 0:
             terms = [_ms(residual(coarse[k], inputs, k)) / self.scales[f"res{k}"] for k in self.k_train]
             out["phys_coarse"] = self.lambdas["coarse"] * torch.stack(terms).mean()

@@ -63,6 +63,7 @@ class NeuroScale(NeuralMethod):
         lambda_fine: float = 1.0,
         lambda_coarse: float = 0.0,
         lambda_div: float = 1.0,
+        phys_batch: int = 4,
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
     ) -> None:
@@ -82,6 +83,7 @@ class NeuroScale(NeuralMethod):
         self.lambda_fine = lambda_fine
         self.lambda_coarse = lambda_coarse
         self.lambda_div = lambda_div
+        self.phys_batch = phys_batch
         self.lr = lr
         self.weight_decay = weight_decay
         self._validate()
@@ -95,7 +97,8 @@ class NeuroScale(NeuralMethod):
             "stem": self.stem >= 1 and self.stem & (self.stem - 1) == 0, "fourier": self.fourier >= 0,
             "global_tokens": self.global_tokens >= 1, "mc_samples": self.mc_samples >= 1,
             "lambda_fine": self.lambda_fine >= 0, "lambda_coarse": self.lambda_coarse >= 0,
-            "lambda_div": self.lambda_div >= 0, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+            "lambda_div": self.lambda_div >= 0, "phys_batch": self.phys_batch >= 1, "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
         }
         bad = [n for n, ok in checks.items() if not ok]
         if bad:
@@ -145,13 +148,17 @@ class NeuroScale(NeuralMethod):
         if nll:
             terms["nll"] = self.beta * torch.stack(nll).mean()
         if self._physics is not None:
-            for n, t in self._physics(self.decode(u), self._x_raw[idx]).items():
+            # The loop shuffles batches, so the first `phys_batch` samples are a random
+            # sub-batch: an unbiased estimate of the batch-mean physics loss. Residuals
+            # that run a solver through autograd (turbulence) cost ~10x the network.
+            p = min(self.phys_batch, len(idx))
+            for n, t in self._physics(self.decode(u[:p]), self._x_raw[idx[:p]]).items():
                 terms[n] = self.gamma * t
         return terms
 
     def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mixture over members x MC-dropout masks, in physical units."""
-        mc = self.probabilistic and self.dropout > 0
+        mc = self.probabilistic and self.dropout > 0 and not getattr(self, "_rollout", False)
         draws = self.mc_samples if mc else 1
         means, variances = [], []
         for m, model in enumerate(self.members):
@@ -179,7 +186,7 @@ class NeuroScale(NeuralMethod):
         dt = {"dtype": ctx.torch_dtype, "device": ctx.device}
         self._physics = None
         if self.gamma > 0:
-            sub = slice(0, min(len(train_data), 32))
+            sub = slice(0, min(len(train_data), 8))  # scales are normalisers: 8 samples suffice
             phys = PhysicsLoss.from_data(
                 spec, torch.as_tensor(train_data.inputs[sub], **dt),
                 {k: torch.as_tensor(v[sub], **dt) for k, v in train_data.targets.items()},
@@ -189,9 +196,7 @@ class NeuroScale(NeuralMethod):
 
         # Equal shares of the wall clock; the shared loop anneals each member's cosine
         # schedule over whichever of its epochs or its time share binds first.
-        self._member_budget = Budget(
-            epochs=budget.epochs, max_train_s=budget.max_train_s / self.ensemble, batch_size=budget.batch_size
-        )
+        self._member_budget = replace(budget, max_train_s=budget.max_train_s / self.ensemble)
         self._member_seeds = [member_seed(ctx.seed, m) for m in range(self.ensemble)]
         members, self._member_logs = [], []
         for s in self._member_seeds:
@@ -207,10 +212,16 @@ class NeuroScale(NeuralMethod):
         """Rollout step: the coarse state, prolonged piecewise-constantly to the fine grid,
         is the fine input; the prediction at factor ``k`` is the next coarse state. The
         network is not evaluated on the coarse grid itself because its levels are block
-        sizes in fine cells (``stem * 2^l``), which would change physical size with k."""
+        sizes in fine cells (``stem * 2^l``), which would change physical size with k.
+        A rollout is scored on its mean only, so MC dropout is off here (the standard
+        weight-scaling estimate of the MC mean): it would cost ``mc_samples`` times more."""
         if not self._spec.time_dependent:
             return super().advance(state, k)
-        return self.predict(prolong(np.asarray(state), k), k)
+        self._rollout = True
+        try:
+            return self.predict(prolong(np.asarray(state), k), k)
+        finally:
+            self._rollout = False
 
     def _fit_one(self, data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context, seed: int) -> TrainLog:
         """One run of the shared loop (via NeuralMethod.fit) for one network."""
