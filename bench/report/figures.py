@@ -9,6 +9,7 @@ the same colour and marker in every panel and figure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,13 +116,27 @@ def panel_figure(n_panels: int) -> tuple[Figure, list[Axes]]:
     return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
 
 
+#: legend rows below the panels before it moves to the right of a widened figure
+MAX_LEGEND_ROWS_BELOW = 3
+LEGEND_ROW_IN = 0.19  # inches per legend row at legend.fontsize 8
+
+
 def shared_legend(fig: Figure, handles: list[Line2D]) -> None:
-    """One shared legend below the panels: it never covers data."""
-    if handles:
-        # as many columns as fit the figure width (a too-wide legend would be clipped)
-        entry_in = 0.55 + 0.07 * max(len(h.get_label()) for h in handles)
-        ncols = max(1, min(len(handles), int(fig.get_figwidth() // entry_in)))
+    """One shared legend outside the panels, so it never covers data: below them when it
+    fits in a few rows, else in columns to the right, the figure widened to hold it (a
+    20-method legend below one panel collapsed the axes)."""
+    if not handles:
+        return
+    entry_in = 0.55 + 0.07 * max(len(h.get_label()) for h in handles)
+    # as many columns as fit the figure width (a too-wide legend would be clipped)
+    ncols = max(1, min(len(handles), int(fig.get_figwidth() // entry_in)))
+    if math.ceil(len(handles) / ncols) <= MAX_LEGEND_ROWS_BELOW:
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+        return
+    rows = max(4, int(fig.get_figheight() / LEGEND_ROW_IN))
+    ncols = math.ceil(len(handles) / rows)
+    fig.set_figwidth(fig.get_figwidth() + ncols * entry_in)
+    fig.legend(handles=handles, loc="outside right upper", ncols=ncols, frameon=False)
 
 
 def _shade_unseen(ax: Axes, ks: Sequence[int], unseen: Sequence[bool]) -> None:
@@ -191,6 +206,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return sorted(front)
 
 
+MAX_LABELLED_POINTS = 8
+
+
 def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]) -> tuple[list[str], bool]:
     """Draw one task's accuracy-vs-speedup panel; return (methods drawn, front drawn)."""
     k = summary.smallest_k(task, "rel_l2")
@@ -206,12 +224,16 @@ def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]
         ax.errorbar(spd.mean, err.mean, xerr=log_error_bars(np.array([spd.mean]), np.array([spd.std])),
                     yerr=log_error_bars(np.array([err.mean]), np.array([err.std])), color=st.color,
                     marker=st.marker, ms=5, capsize=2, lw=1.0, zorder=3)
-        ax.annotate(method, (spd.mean, err.mean), xytext=(4, 4), textcoords="offset points",
-                    fontsize=7, color="0.15")
         points.append((spd.mean, err.mean))
         drawn.append(method)
         notes += [p] if (p := _partial(summary, task, method)) else []
     front = pareto_front(points)
+    # Name every point while that stays legible; in a crowded panel only the front's
+    # (the legend's markers identify the rest).
+    on_front = set(front)
+    for method, pt in zip(drawn, points):
+        if len(points) <= MAX_LABELLED_POINTS or pt in on_front:
+            ax.annotate(method, pt, xytext=(4, 4), textcoords="offset points", fontsize=7, color="0.15")
     if len(front) > 1:
         # step "pre": between two front points the best error at >= that speedup is the
         # right-hand point's
