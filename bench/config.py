@@ -39,9 +39,10 @@ def expected_train_s(budget: Budget) -> float:
 
 # Budgets per size (docs/architecture.md, "Sizes and budgets"). `smoke` is bound by
 # epochs and its schedule ignores the clock (deterministic: CI compares it to a
-# committed reference); its time cap only guards against a runaway cell. `small` gives every neural method the same wall-clock training
-# budget (equal cost, so the comparison is fair); with ~17 neural methods x 3 tasks this
-# keeps the full default matrix near 30 min on a 2-core CPU.
+# committed reference); its time cap only guards against a runaway cell. `small` gives
+# every neural method the same wall-clock training budget (equal cost, so the comparison
+# is fair); the full default matrix then takes ~1-1.5 h on an idle 2-core CPU (README).
+# 25 s there is 1-5 epochs: small results are under-trained by design.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(epochs=3, max_train_s=60.0, batch_size=8, anneal_on_time=False),
     "small": Budget(epochs=40, max_train_s=25.0, batch_size=16),
