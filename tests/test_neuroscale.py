@@ -330,3 +330,27 @@ def test_flow_variants_shapes(variant: dict[str, float]) -> None:
     state = restrict(flow_data(2, seed=4).inputs, 8)
     nxt = m.advance(state, 8)
     assert nxt.mean.shape == state.shape and np.isfinite(nxt.mean).all()
+
+
+def test_fine_physics_term_runs_at_the_tasks_physics_k() -> None:
+    """A task may move the "fine" residual to a coarser level (turbulence: k=4); the term
+    is then the residual of R_kf u at kf, scaled by the prolonged finest target there."""
+    calls: list[int] = []
+
+    def residual(u: torch.Tensor, inputs: torch.Tensor, k: int) -> torch.Tensor:
+        calls.append(k)
+        return poisson_residual(u, inputs, k)
+
+    spec = dataclasses.replace(POISSON, residual=residual, physics_k=2)
+    u = torch.as_tensor(bilinear(N, (0.3, 1.0, -2.0, 1.5)))[None, None]
+    inputs = torch.cat([torch.zeros_like(u), u], dim=1)
+    phys = PhysicsLoss.from_data(spec, inputs, {k: restrict(u, k) for k in (4, 8)}, 1.0, 0.0, 1.0)
+    assert set(phys.scales) == {"res2", "res4", "res8"} and 1 not in calls
+    blocky = prolong(restrict(u, 4), 2)  # the finest target, prolonged to level 2
+    assert phys.scales["res2"] == pytest.approx(float(poisson_residual(blocky, inputs, 2).pow(2).mean()))
+    calls.clear()
+    bump = u.clone()
+    bump[..., N // 2, N // 2] += 1.0
+    got = float(phys(bump, inputs)["phys_fine"])
+    want = float(poisson_residual(restrict(bump, 2), inputs, 2).pow(2).mean()) / phys.scales["res2"]
+    assert calls == [2] and got == pytest.approx(want, rel=1e-10)

@@ -61,3 +61,29 @@ def test_time_cap_stops_gracefully_and_deadline_raises():
     with pytest.raises(CellTimeout):
         train(model.parameters(), slow, 64, budget=Budget(1000, 60, 8),
               ctx=Context(deadline=time.monotonic() + 0.1))
+
+
+
+@pytest.mark.parametrize("anneal_on_time", [True, False])
+def test_schedule_follows_the_clock_only_when_allowed(anneal_on_time):
+    """A slow first step puts the clock ahead of the step schedule without hitting the
+    cap. With anneal_on_time=False (smoke: CI compares smoke runs with a committed
+    reference) the result must equal the fast run bit for bit; with True it must not."""
+
+    def run(first_step_sleep: float) -> torch.Tensor:
+        model, loss_fn = _problem()
+        calls = []
+
+        def loss(idx):
+            if not calls:
+                time.sleep(first_step_sleep)
+            calls.append(1)
+            return loss_fn(idx)
+
+        budget = Budget(epochs=2, max_train_s=2.0, batch_size=16, anneal_on_time=anneal_on_time)
+        log = train(model.parameters(), loss, 64, budget=budget, ctx=Context(seed=1), lr=0.05)
+        assert log.stopped == "completed" and log.steps == 8
+        return model.weight.detach().clone()
+
+    fast, slow = run(0.0), run(0.8)  # after step 1 of 8: clock fraction 0.4 > step fraction 0.125
+    assert torch.equal(fast, slow) is (not anneal_on_time)
