@@ -303,5 +303,8 @@ class BPINN(PointwiseSolver):
         return solve_bpinn(self._pde, sample, {**self._settings, **fixed}, seed, self._ctx)
 
     def estimate_s(self, budget: Budget) -> float:
-        # one solve per instance, then one timed solve per k; solves mostly run to the cap
-        return (self.instances + 3) * self.settings(budget_size(budget))["max_solve_s"]
+        # one solve per instance, then one timed solve per k; ~10 ms per gradient (MAP
+        # steps, L-BFGS ~2 each, leapfrog steps), at most the cap
+        s = self.settings(budget_size(budget))
+        grads = s["map_steps"] + 2 * s["map_lbfgs"] + (s["warmup"] + s["samples"]) * s["leapfrog"]
+        return (self.instances + 3) * min(s["max_solve_s"], 0.01 * grads)
