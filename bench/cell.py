@@ -105,6 +105,13 @@ def dataset_for(cfg: CellConfig) -> tuple[Any, Any, str]:
     return _DATA[key]
 
 
+def train_test(task: Any, data: Any, k_train: tuple[int, ...]) -> tuple[Any, Any]:
+    """The harness's split: the first ``task.n_train`` samples (targets at ``k_train``
+    only) for training, the next ``task.n_test`` for testing."""
+    train = data.subset(slice(0, task.n_train)).for_training(k_train)
+    return train, data.subset(slice(task.n_train, task.n_train + task.n_test))
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -184,8 +191,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
                   progress=cfg.progress, deadline=deadline)
     ctx.apply()
-    train = data.subset(slice(0, task.n_train)).for_training(cfg.k_train)
-    test = data.subset(slice(task.n_train, task.n_train + task.n_test))
+    train, test = train_test(task, data, cfg.k_train)
     budget = BUDGETS[cfg.size]
     rec["budget"] = dataclasses.asdict(budget)
     if method.max_eval_samples is not None:  # per-instance solvers: fewer, documented

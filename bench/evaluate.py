@@ -186,6 +186,7 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
     ``bench.config.TIMING_CAPS`` caps repeats and attempts per size (smoke: one each)."""
     batch = test.inputs[: min(int(getattr(method, "timing_batch", TIMING_BATCH)), len(test))]
     rows: list[dict[str, Any]] = []
+    max_repeats, max_attempts = TIMING_CAPS.get(cfg.size, (5, 3))
     if spec.fine_solve is None:
         fine = None
         rows.append(measurement("fine_s", np.nan, status="n/a", reason="task has no fine solver"))
@@ -200,7 +201,6 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
                      for m in ("infer_s", "speedup")]
             continue
         ctx.check_deadline(f"timing k={k}")
-        max_repeats, max_attempts = TIMING_CAPS.get(cfg.size, (5, 3))
         t = measure(_timed_call(method, batch, k),
                     repeats=min(max_repeats, int(getattr(method, "timing_repeats", 5))),
                     warmup=int(getattr(method, "timing_warmup", 1)),

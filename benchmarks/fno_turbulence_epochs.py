@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from bench.cell import CellConfig, dataset_for
+from bench.cell import CellConfig, dataset_for, train_test
 from bench.config import Budget, Context
 from bench.evaluate import evaluate
 from bench.names import build_method
@@ -23,9 +23,7 @@ def main(epochs: int) -> None:
                      data_dir=os.environ.get("NEUROSCALE_DATA", os.path.expanduser("~/.cache/neuroscale-bench")))
     task, data, _ = dataset_for(cfg)
     spec = task.spec()
-    # the harness's split (bench.cell._execute)
-    train = data.subset(slice(0, task.n_train)).for_training(cfg.k_train)
-    test = data.subset(slice(task.n_train, task.n_train + task.n_test))
+    train, test = train_test(task, data, cfg.k_train)
     ctx = Context(seed=0, threads=2)
     ctx.apply()
     for name in ("coarse_fv", "fno"):

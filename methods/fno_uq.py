@@ -201,20 +201,13 @@ class FNOMCDropout(FNO):
         return samples.mean(dim=0), samples.var(dim=0)
 
     def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if getattr(self, "_rollout", False):
+        if self.in_rollout:
             # A rollout is scored on its mean only: the dropout-off network (the standard
             # weight-scaling estimate of the MC mean) costs 1/n_samples of the MC passes.
             mean = restrict(self.model(x), k)
             return self.decode(mean), self._noise.expand_as(mean) * self._y_std**2
         mean, var = self._mc(x, k)
         return self.decode(mean), (var + self._noise) * self._y_std**2
-
-    def advance(self, state: np.ndarray, k: int) -> Prediction:
-        self._rollout = True
-        try:
-            return super().advance(state, k)
-        finally:
-            self._rollout = False
 
 
 __all__ = ["GaussianFNO", "FNOEnsemble", "FNOMCDropout"]

@@ -10,6 +10,8 @@ every k, including a factor never seen in training.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,19 @@ class NeuralMethod(Method):
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    #: True while `advance` runs: a rollout is scored on its mean only, so stochastic
+    #: predictors (MC dropout) may return the dropout-off mean there instead of paying
+    #: for their sample passes at every step
+    in_rollout: bool = False
+
+    @contextmanager
+    def rollout_mode(self) -> Iterator[None]:
+        """Set `in_rollout` for the duration of one rollout step."""
+        self.in_rollout = True
+        try:
+            yield
+        finally:
+            self.in_rollout = False
 
     # -- hooks for subclasses --------------------------------------------------------
     def build_model(self, spec: TaskSpec) -> torch.nn.Module:
@@ -138,7 +153,8 @@ class NeuralMethod(Method):
         input already lives on the target grid)."""
         if not self._spec.time_dependent:
             return super().advance(state, k)
-        return self._batched(state, k=1)
+        with self.rollout_mode():
+            return self._batched(state, k=1)
 
     def n_params(self) -> int | None:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

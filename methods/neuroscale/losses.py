@@ -86,8 +86,8 @@ class PhysicsLoss:
         """Measure the normalising scales on (a few) training samples in physical units.
 
         Each term is divided by its value on the reference field of its level: the target
-        ``y_k`` on a coarse level, the finest target prolonged piecewise-constantly on the
-        fine grid. Where that value is negligible (the data satisfy the constraint, e.g.
+        ``y_k`` on a coarse level, the finest target prolonged piecewise-constantly to the
+        fine grid (and averaged to ``spec.physics_k``, any factor). Where that value is negligible (the data satisfy the constraint, e.g.
         divergence-free targets) the scale falls back to the zero field's residual, resp.
         the per-channel divergence energy of the target."""
         k_train = tuple(sorted(targets))
@@ -97,7 +97,8 @@ class PhysicsLoss:
             if spec.residual is not None:
                 kf = spec.physics_k  # the "fine" physics level (1 unless the task says)
                 for k in dict.fromkeys((kf, *k_train)):
-                    ref = targets[k] if k in targets else prolong(targets[k0], k0 // kf)
+                    # the finest target, blocky on the fine grid, averaged to level k
+                    ref = targets[k] if k in targets else restrict(prolong(targets[k0], k0), k)
                     r_ref = _ms(spec.residual(ref, inputs, k))
                     r_zero = _ms(spec.residual(torch.zeros_like(ref), inputs, k))
                     scales[f"res{k}"] = _scale(r_ref, r_zero)

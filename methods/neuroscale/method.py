@@ -158,7 +158,7 @@ class NeuroScale(NeuralMethod):
 
     def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mixture over members x MC-dropout masks, in physical units."""
-        mc = self.probabilistic and self.dropout > 0 and not getattr(self, "_rollout", False)
+        mc = self.probabilistic and self.dropout > 0 and not self.in_rollout
         draws = self.mc_samples if mc else 1
         means, variances = [], []
         for m, model in enumerate(self.members):
@@ -217,11 +217,8 @@ class NeuroScale(NeuralMethod):
         weight-scaling estimate of the MC mean): it would cost ``mc_samples`` times more."""
         if not self._spec.time_dependent:
             return super().advance(state, k)
-        self._rollout = True
-        try:
+        with self.rollout_mode():
             return self.predict(prolong(np.asarray(state), k), k)
-        finally:
-            self._rollout = False
 
     def _fit_one(self, data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context, seed: int) -> TrainLog:
         """One run of the shared loop (via NeuralMethod.fit) for one network."""
