@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench import SCHEMA_VERSION
-from bench.config import BUDGETS, Context
+from bench.config import BUDGETS, ROLLOUT_SAMPLES, Context
 from bench.data import config_hash, load_or_generate
 from bench.errors import CellTimeout, Diverged, NotApplicable
 from bench.evaluate import evaluate, evaluate_rollouts, time_inference
@@ -194,17 +194,19 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     train, test = train_test(task, data, cfg.k_train)
     budget = BUDGETS[cfg.size]
     rec["budget"] = dataclasses.asdict(budget)
-    if method.max_eval_samples is not None:  # per-instance solvers: fewer, documented
-        test = test.subset(slice(0, min(len(test), method.max_eval_samples)))
-        rec["eval_samples"] = len(test)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
         method.fit(train, spec, budget, ctx)
         train_s = time.perf_counter() - t0
         ctx.check_deadline("fit")
+        # Read after fit: per-instance solvers score fewer samples, set per size.
+        if method.max_eval_samples is not None:
+            test = test.subset(slice(0, min(len(test), method.max_eval_samples)))
+            rec["eval_samples"] = len(test)
         artifacts: dict[str, Any] = {}
         rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx, artifacts)
-        rows += evaluate_rollouts(method, spec, test, cfg.k_train, cfg.k_test, ctx)
+        rows += evaluate_rollouts(method, spec, test, cfg.k_train, cfg.k_test, ctx,
+                                  max_samples=ROLLOUT_SAMPLES.get(cfg.size))
     rows += time_inference(method, spec, test, cfg, ctx)
     n_params = method.n_params()
     from bench.records import measurement

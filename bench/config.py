@@ -6,8 +6,9 @@ passed down to `Method.fit`, the training loop and the timing harness.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -30,6 +31,15 @@ class Budget:
     #: ``stopped = "time_limit"``.
     anneal_on_time: bool = True
 
+    def split(self, n: int) -> Budget:
+        """The share of each of ``n`` networks trained one after another (ensemble
+        members): ``1/n`` of the time cap and of the epochs, so an ensemble costs what
+        one network costs. Epochs round up to at least one per member, so where epochs
+        bind (smoke) an ensemble of ``n > epochs`` members costs ``n`` epochs."""
+        if n < 1:
+            raise ValueError(f"cannot split a budget into {n} shares")
+        return replace(self, epochs=max(1, math.ceil(self.epochs / n)), max_train_s=self.max_train_s / n)
+
 
 def expected_train_s(budget: Budget) -> float:
     """Rough training time for run plans: the time cap where it binds; for epoch-bound
@@ -49,10 +59,26 @@ BUDGETS: dict[str, Budget] = {
     "paper": Budget(epochs=500, max_train_s=4 * 3600.0, batch_size=32),
 }
 
-# Caps on (repeats, attempts) of the inference timing per size. A smoke run checks that
-# everything works; its grids are too small for speedups to mean anything, so one timed
-# call per k (after the warm-up) is enough there. Other sizes use each method's settings.
-TIMING_CAPS: dict[str, tuple[int, int]] = {"smoke": (1, 1)}
+@dataclass(frozen=True)
+class TimingCaps:
+    """Upper limits on a method's own inference-timing settings (bench.evaluate)."""
+
+    repeats: int
+    attempts: int
+    warmup: int
+    batch: int
+
+
+# Caps on the inference timing per size. A smoke run checks that everything works; its
+# grids are too small for speedups to mean anything, so one timed call per k on 2
+# samples without a warm-up call (the first call carries one-off costs: allocations,
+# FFT plans) is enough there. Other sizes use each method's settings.
+TIMING_CAPS: dict[str, TimingCaps] = {"smoke": TimingCaps(repeats=1, attempts=1, warmup=0, batch=2)}
+
+# Rollouts are scored on the first N test trajectories per size (None: all of them; the
+# rows record n). Every rollout step is a full prediction, and at smoke, where the
+# numbers only show that everything runs, rollouts were a quarter of the matrix's time.
+ROLLOUT_SAMPLES: dict[str, int | None] = {"smoke": 4}
 
 # Hard wall-clock limit per cell (training + evaluation + timing) before it is `timeout`.
 CELL_TIMEOUT_S: dict[str, float] = {"smoke": 300.0, "small": 900.0, "paper": 12 * 3600.0}

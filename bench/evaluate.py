@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.config import TIMING_CAPS, Context
+from bench.config import TIMING_CAPS, Context, TimingCaps
 from bench.errors import Diverged, NotApplicable
 from bench.metrics import METRICS, core
 from bench.provenance import cpu_name
@@ -63,14 +63,16 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, 
     snap = artifacts.setdefault("snapshot", {"input": test.inputs[SNAPSHOT_SAMPLE]})
     calib = artifacts.setdefault("calibration", {})
     probabilistic = bool(getattr(method, "probabilistic", False))
+    reasons = {k: method.k_not_supported(k, k_train) for k in k_test}
+    ctx.check_deadline("predict")
+    # One call for every supported k: methods share their work across factors.
+    preds = method.predict_many(test.inputs, [k for k in k_test if not reasons[k]])
     for k in k_test:
         unseen = k not in k_train
-        reason = method.k_not_supported(k, k_train)
-        if reason:
-            rows += _na_rows(spec, k, unseen, reason)
+        if reasons[k]:
+            rows += _na_rows(spec, k, unseen, reasons[k])
             continue
-        ctx.check_deadline(f"predict k={k}")
-        pred = method.predict(test.inputs, k)
+        pred = preds[k]
         target = test.targets[k]
         if pred.mean.shape != target.shape:
             raise ValueError(f"{method.name} predicted shape {pred.mean.shape} at k={k}, expected {target.shape}")
@@ -94,11 +96,12 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, 
 
 
 def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, k_train: tuple[int, ...],
-                      k_test: tuple[int, ...], ctx: Context) -> list[dict[str, Any]]:
+                      k_test: tuple[int, ...], ctx: Context, max_samples: int | None = None) -> list[dict[str, Any]]:
     """Coarse rollouts of time-dependent tasks: from ``R_k`` of a state, apply the
     method's coarse-to-coarse map repeatedly and score ``rollout_rel_l2@n`` at every
     horizon ``n`` in ``spec.rollout_horizons``, plus ``decorrelation_time``: the first
-    horizon at which the relative error exceeds 1 (censored at the last horizon + 1)."""
+    horizon at which the relative error exceeds 1 (censored at the last horizon + 1).
+    ``max_samples`` scores the first that many trajectories only (None: all)."""
     if not spec.time_dependent or not spec.rollout_horizons:
         return []
     names = [f"rollout_rel_l2@{n}" for n in spec.rollout_horizons] + ["decorrelation_time"]
@@ -106,6 +109,8 @@ def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, k_train: tu
     for k in k_test:
         unseen = k not in k_train
         traj = test.rollouts.get(k)
+        if traj is not None and max_samples is not None:
+            traj = traj[:max_samples]
         reason = None if traj is not None else "dataset has no filtered trajectories"
         reason = reason or method.k_not_supported(k, k_train)
         steps = max(spec.rollout_horizons)
@@ -183,10 +188,14 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
     batch), ``timing_repeats`` (5), ``timing_warmup`` (1) and ``timing_attempts`` (3,
     retries under load): per-instance solvers (PINNs) time one call per k on one
     instance, which takes seconds to minutes, so repeats add nothing but wall time.
-    ``bench.config.TIMING_CAPS`` caps repeats and attempts per size (smoke: one each)."""
-    batch = test.inputs[: min(int(getattr(method, "timing_batch", TIMING_BATCH)), len(test))]
+    ``bench.config.TIMING_CAPS`` caps repeats, attempts, warm-up calls and the batch
+    per size (smoke: one timed call on 2 samples, no warm-up). A method whose cost does not depend on k
+    (``timing_k_independent = True``: one solve serves every factor) is timed at its
+    first factor only, and that time is reported for every k, saying so."""
+    caps = TIMING_CAPS.get(cfg.size, TimingCaps(repeats=5, attempts=3, warmup=1, batch=TIMING_BATCH))
+    batch = test.inputs[: min(int(getattr(method, "timing_batch", TIMING_BATCH)), caps.batch, len(test))]
     rows: list[dict[str, Any]] = []
-    max_repeats, max_attempts = TIMING_CAPS.get(cfg.size, (5, 3))
+    shared: tuple[Any, str] | None = None  # the one timing of a k-independent method
     if spec.fine_solve is None:
         fine = None
         rows.append(measurement("fine_s", np.nan, status="n/a", reason="task has no fine solver"))
@@ -201,15 +210,20 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
                      for m in ("infer_s", "speedup")]
             continue
         ctx.check_deadline(f"timing k={k}")
-        t = measure(_timed_call(method, batch, k),
-                    repeats=min(max_repeats, int(getattr(method, "timing_repeats", 5))),
-                    warmup=int(getattr(method, "timing_warmup", 1)),
-                    attempts=min(max_attempts, int(getattr(method, "timing_attempts", 3))))
-        flag = " (timed under load)" if t.loaded or (fine and fine["timing"]["loaded"]) else ""
-        rows.append(measurement("infer_s", t.median_s, k=k, unseen=unseen, n=len(batch), reason=flag.strip()))
+        if shared is None:
+            t = measure(_timed_call(method, batch, k),
+                        repeats=min(caps.repeats, int(getattr(method, "timing_repeats", 5))),
+                        warmup=min(caps.warmup, int(getattr(method, "timing_warmup", 1))),
+                        attempts=min(caps.attempts, int(getattr(method, "timing_attempts", 3))))
+            note = "timed under load" if t.loaded or (fine and fine["timing"]["loaded"]) else ""
+            if getattr(method, "timing_k_independent", False):
+                shared = (t, "; ".join(filter(None, [note, f"cost independent of k: timed at k={k}"])))
+        else:
+            t, note = shared
+        rows.append(measurement("infer_s", t.median_s, k=k, unseen=unseen, n=len(batch), reason=note))
         if fine is None:
             rows.append(measurement("speedup", np.nan, k=k, unseen=unseen, status="n/a", reason="no fine solver"))
         else:
             rows.append(measurement("speedup", fine["fine_s"] / t.median_s, k=k, unseen=unseen, n=len(batch),
-                                    reason=flag.strip()))
+                                    reason=note))
     return rows

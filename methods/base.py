@@ -8,6 +8,7 @@ returns a `Prediction`. Methods are built from a `TaskSpec` only.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,7 +38,8 @@ class Method:
     #: whether ``predict`` returns a variance
     probabilistic: ClassVar[bool] = False
     #: per-instance solvers (PINNs) are scored on the first ``max_eval_samples`` test
-    #: samples only (recorded as ``n`` in every row); None = the whole test set
+    #: samples only (recorded as ``n`` in every row); None = the whole test set. Read
+    #: after ``fit``, so it may depend on the budget
     max_eval_samples: int | None = None
 
     def __init__(self, **params: Any) -> None:
@@ -74,6 +76,13 @@ class Method:
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         raise NotImplementedError
+
+    def predict_many(self, inputs: np.ndarray, ks: Sequence[int]) -> dict[int, Prediction]:
+        """Predictions at every factor in ``ks``, equal to ``predict(inputs, k)`` for each.
+        Scoring calls this; methods whose work is shared across k (one network pass
+        serves every ``R_k``) override it to do that work once. Timing calls `predict`,
+        so ``infer_s`` is the cost of one factor on its own."""
+        return {k: self.predict(inputs, k) for k in ks}
 
     def advance(self, state: np.ndarray, k: int) -> Prediction:
         """Coarse-to-coarse map for rollouts of time-dependent tasks: the state one

@@ -49,11 +49,11 @@ MAP_SHARE, WARMUP_SHARE = 0.5, 0.5
 BPINN_SIZES: dict[str, dict[str, Any]] = {
     # smoke's cap is a runaway guard, not a budget: smoke runs must be step-bound
     # (deterministic) because CI compares them with a committed reference
-    "smoke": {"map_steps": 100, "map_lbfgs": 30, "warmup": 40, "samples": 10, "leapfrog": 5,
+    "smoke": {"instances": 2, "map_steps": 100, "map_lbfgs": 30, "warmup": 40, "samples": 10, "leapfrog": 5,
               "n_collocation": 64, "time_slices": 2, "max_solve_s": 30.0},
-    "small": {"map_steps": 2000, "map_lbfgs": 500, "warmup": 100, "samples": 60, "leapfrog": 12,
+    "small": {"instances": 4, "map_steps": 2000, "map_lbfgs": 500, "warmup": 100, "samples": 60, "leapfrog": 12,
               "n_collocation": 1024, "time_slices": 4, "max_solve_s": 60.0},
-    "paper": {"map_steps": 20000, "map_lbfgs": 5000, "warmup": 1000, "samples": 500, "leapfrog": 32,
+    "paper": {"instances": 4, "map_steps": 20000, "map_lbfgs": 5000, "warmup": 1000, "samples": 500, "leapfrog": 32,
               "n_collocation": 16384, "time_slices": 8, "max_solve_s": 3600.0},
 }
 
@@ -240,9 +240,10 @@ class BPINN(PointwiseSolver):
     """Bayesian PINN per test instance (torch HMC); see the module docstring.
 
     Budget hyperparameters left at ``None`` take the size's value from `BPINN_SIZES`:
-    ``map_steps`` / ``map_lbfgs`` (Adam / L-BFGS warm start), ``warmup`` / ``samples``
-    (HMC iterations), ``leapfrog`` (steps per trajectory), ``n_collocation``,
-    ``time_slices``, ``max_solve_s``; the others as for `methods.pinn.PINN`.
+    ``instances`` (test instances scored), ``map_steps`` / ``map_lbfgs`` (Adam / L-BFGS
+    warm start), ``warmup`` / ``samples`` (HMC iterations), ``leapfrog`` (steps per
+    trajectory), ``n_collocation``, ``time_slices``, ``max_solve_s``; the others as for
+    `methods.pinn.PINN`.
     """
 
     name = "bpinn"
@@ -252,7 +253,7 @@ class BPINN(PointwiseSolver):
 
     def __init__(
         self,
-        instances: int = 4,
+        instances: int | None = None,
         map_steps: int | None = None,
         map_lbfgs: int | None = None,
         warmup: int | None = None,
@@ -273,7 +274,7 @@ class BPINN(PointwiseSolver):
         threads: int = 1,
         force: bool = False,
     ) -> None:
-        if instances < 1:
+        if instances is not None and instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
         self.instances = instances
         self.map_steps = map_steps
@@ -295,7 +296,6 @@ class BPINN(PointwiseSolver):
         self.adapt_alpha = adapt_alpha
         self.threads = threads
         self.force = force
-        self.max_eval_samples = instances
 
     def solve(self, sample: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         fixed = {k: getattr(self, k) for k in ("width", "depth", "modes", "lr", "prior_std", "target_accept",
@@ -303,8 +303,8 @@ class BPINN(PointwiseSolver):
         return solve_bpinn(self._pde, sample, {**self._settings, **fixed}, seed, self._ctx)
 
     def estimate_s(self, budget: Budget) -> float:
-        # one solve per instance, then one timed solve per k; ~10 ms per gradient (MAP
+        # one solve per instance, then one timed solve; ~10 ms per gradient (MAP
         # steps, L-BFGS ~2 each, leapfrog steps), at most the cap
         s = self.settings(budget_size(budget))
         grads = s["map_steps"] + 2 * s["map_lbfgs"] + (s["warmup"] + s["samples"]) * s["leapfrog"]
-        return (self.instances + 3) * min(s["max_solve_s"], 0.01 * grads)
+        return (s["instances"] + 1) * min(s["max_solve_s"], 0.01 * grads)

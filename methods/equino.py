@@ -196,10 +196,14 @@ class EquiNO(FNO):
         data = sum(rel_l2_loss(self.expand(self.decode(restrict(out, k)), raw, k), y) for k, y in ys.items())
         return {"data": data / len(ys)}
 
-    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, None]:
-        level = k * (self._spec.fine_shape[0] // x.shape[-2])  # coarse input: rollout step
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, None]]:
+        out = self.model(x)
         raw = x * self._x_std + self._x_mean
-        return self.expand(self.decode(restrict(self.model(x), k)), raw, level), None
+        preds = {}
+        for k in ks:
+            level = k * (self._spec.fine_shape[0] // x.shape[-2])  # coarse input: rollout step
+            preds[k] = self.expand(self.decode(restrict(out, k)), raw, level), None
+        return preds
 
     def diagnostics(self) -> dict[str, Any]:
         extra = {"constraint": self.constraint_, "n_pod_used": int(self._modes.shape[1])}

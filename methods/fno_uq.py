@@ -4,7 +4,7 @@
   ``n_members`` FNOs with Gaussian heads. Each member is the `fno` network with
   ``2 C_out`` outputs (mean, softplus variance on the fine grid), trained by the shared
   loop with the beta-NLL of Seitzer et al. (ICLR 2022; ``beta=0`` is the plain Gaussian
-  NLL of the paper), on its own seed and ``1/n_members`` of the budget's time cap.
+  NLL of the paper), on its own seed and ``1/n_members`` of the budget (`Budget.split`).
   Prediction: the Gaussian mixture's mean and total variance.
 * `fno_mcdropout`: MC dropout (Gal & Ghahramani, ICML 2016) with neuraloperator's
   channel-MLP dropout, kept on at test time for ``n_samples`` passes; the mean is
@@ -22,6 +22,7 @@ such assumption.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from bench.config import Budget, Context, expected_train_s
 from methods.base import Method, Prediction
+from methods.dropout import use_fast_dropout
 from methods.fno import FNO
 from tasks.grid import restrict
 from tasks.spec import Dataset, TaskSpec
@@ -73,9 +75,9 @@ class GaussianFNO(FNO):
             nll = nll + point.mean()
         return {"nll": nll / len(ys)}
 
-    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, var = self._heads(self.model(x), k)
-        return self.decode(mu), var * self._y_std**2
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        out = self.model(x)
+        return {k: (self.decode(mu), var * self._y_std**2) for k in ks for mu, var in [self._heads(out, k)]}
 
 
 def _mixture(preds: list[Prediction]) -> Prediction:
@@ -109,8 +111,8 @@ class FNOEnsemble(Method):
         return 1000 * seed + m
 
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> FNOEnsemble:
-        # The members share the cell's time cap; each runs the full epoch schedule.
-        share = dataclasses.replace(budget, max_train_s=budget.max_train_s / self.n_members)
+        # The members share the cell's budget (time cap and epochs): see `Budget.split`.
+        share = budget.split(self.n_members)
         params = {n: v for n, v in self.get_params().items() if n != "n_members"}
         self.members: list[GaussianFNO] = []
         for m in range(self.n_members):
@@ -123,6 +125,10 @@ class FNOEnsemble(Method):
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         return _mixture([m.predict(inputs, k) for m in self.members])
+
+    def predict_many(self, inputs: np.ndarray, ks: Sequence[int]) -> dict[int, Prediction]:
+        per_member = [m.predict_many(inputs, ks) for m in self.members]
+        return {k: _mixture([p[k] for p in per_member]) for k in ks}
 
     def advance(self, state: np.ndarray, k: int) -> Prediction:
         return _mixture([m.advance(state, k) for m in self.members])
@@ -160,12 +166,12 @@ class FNOMCDropout(FNO):
         # The `fno` configuration (methods.fno) plus neuraloperator's channel-MLP dropout.
         h, w = spec.fine_shape
         periodic = spec.boundary == "periodic"
-        return _FNO(
+        return use_fast_dropout(_FNO(  # the same masks' law, cheaper on the CPU (methods/dropout.py)
             n_modes=(min(self.n_modes, h // 2), min(self.n_modes, w // 2 + 1)),
             in_channels=spec.in_channels, out_channels=spec.out_channels, hidden_channels=self.width,
             n_layers=self.n_layers, domain_padding=None if periodic or not self.padding else self.padding,
             channel_mlp_dropout=self.dropout,
-        )
+        ))
 
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> FNOMCDropout:
         """`fno`'s training (dropout active), then the homoscedastic noise variance per
@@ -179,35 +185,39 @@ class FNOMCDropout(FNO):
         gap = []
         with torch.no_grad():
             x = self.encode(self._tensor(train_data.inputs[:n]))
-            for k, y in train_data.targets.items():
-                mean, var = self._mc(x, k)
-                yn = (self._tensor(y[:n]) - self._y_mean) / self._y_std
+            for k, (mean, var) in self._mc(x, tuple(train_data.targets)).items():
+                yn = (self._tensor(train_data.targets[k][:n]) - self._y_mean) / self._y_std
                 gap.append(((yn - mean) ** 2 - var).mean(dim=(0, 2, 3)))
         self._noise = torch.stack(gap).mean(0).clamp_min(VAR_FLOOR).view(1, -1, 1, 1)
         return self
 
-    def _mc(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """MC mean and variance (normalised units) over ``n_samples`` dropout passes."""
+    def _mc(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """MC mean and variance (normalised units) at every k in ``ks`` over
+        ``n_samples`` dropout passes; each pass serves every k."""
         drops = [m for m in self.model.modules() if isinstance(m, torch.nn.Dropout)]
         with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
-            torch.manual_seed(self._ctx.seed * 7919 + k)  # the same masks on every call
+            torch.manual_seed(self._ctx.seed * 7919)  # the same masks on every call
             for d in drops:
                 d.train()
             try:
-                samples = torch.stack([restrict(self.model(x), k) for _ in range(self.n_samples)])
+                passes = [self.model(x) for _ in range(self.n_samples)]
             finally:
                 for d in drops:
                     d.eval()
-        return samples.mean(dim=0), samples.var(dim=0)
+        out = {}
+        for k in ks:
+            samples = torch.stack([restrict(u, k) for u in passes])
+            out[k] = samples.mean(dim=0), samples.var(dim=0)
+        return out
 
-    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         if self.in_rollout:
             # A rollout is scored on its mean only: the dropout-off network (the standard
             # weight-scaling estimate of the MC mean) costs 1/n_samples of the MC passes.
-            mean = restrict(self.model(x), k)
-            return self.decode(mean), self._noise.expand_as(mean) * self._y_std**2
-        mean, var = self._mc(x, k)
-        return self.decode(mean), (var + self._noise) * self._y_std**2
+            out = self.model(x)
+            means = {k: restrict(out, k) for k in ks}
+            return {k: (self.decode(m), self._noise.expand_as(m) * self._y_std**2) for k, m in means.items()}
+        return {k: (self.decode(mean), (var + self._noise) * self._y_std**2) for k, (mean, var) in self._mc(x, ks).items()}
 
 
 __all__ = ["GaussianFNO", "FNOEnsemble", "FNOMCDropout"]

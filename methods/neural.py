@@ -1,6 +1,7 @@
 """Base class for neural operators: normalisation, data on device, the shared training
 loop, batched prediction. A subclass provides ``build_model`` and, optionally, extra
-loss terms (``loss_terms``) or a probabilistic head (``predict_normalised``).
+loss terms (``loss_terms``) or a probabilistic head (``predict_normalised``, which
+serves several factors k from one network pass).
 
 Convention: the network maps the normalised fine input ``(B, C_in, H, W)`` to a field on
 the fine grid, ``(B, C_out, H, W)``; the prediction at factor ``k`` is ``R_k`` of it.
@@ -10,7 +11,7 @@ every k, including a factor never seen in training.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,9 +78,13 @@ class NeuralMethod(Method):
         data = sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items())
         return {"data": data / len(ys)}
 
-    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Prediction at factor ``k`` in physical units: (mean, variance or None)."""
-        return self.decode(restrict(self.model(x), k)), None
+    def predict_normalised(
+        self, x: torch.Tensor, ks: tuple[int, ...]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Predictions of the normalised batch ``x`` at every factor in ``ks``, in
+        physical units: ``{k: (mean, variance or None)}``. One network pass serves all k."""
+        out = self.model(x)
+        return {k: (self.decode(restrict(out, k)), None) for k in ks}
 
     def output_stats(self, train_data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (mean, std) that `decode` applies. Default: those of the finest
@@ -125,21 +130,29 @@ class NeuralMethod(Method):
         return self
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
-        return self._batched(inputs, k)
+        return self._batched(inputs, (k,))[k]
+
+    def predict_many(self, inputs: np.ndarray, ks: Sequence[int]) -> dict[int, Prediction]:
+        return self._batched(inputs, tuple(ks))
 
     @torch.no_grad()
-    def _batched(self, inputs: np.ndarray, k: int) -> Prediction:
-        means, vars_ = [], []
+    def _batched(self, inputs: np.ndarray, ks: tuple[int, ...]) -> dict[int, Prediction]:
+        means: dict[int, list[np.ndarray]] = {k: [] for k in ks}
+        vars_: dict[int, list[np.ndarray]] = {k: [] for k in ks}
         for start in range(0, len(inputs), self._batch):
             x = self.encode(self._tensor(inputs[start : start + self._batch]))
-            m, v = self.predict_normalised(x, k)
-            means.append(m.cpu().numpy())
-            if v is not None:
-                vars_.append(v.cpu().numpy())
-        mean = np.concatenate(means).astype(np.float64)
-        if not np.isfinite(mean).all():
-            raise Diverged(f"{self.name} predicted non-finite values at k={k}")
-        return Prediction(mean=mean, var=np.concatenate(vars_).astype(np.float64) if vars_ else None)
+            for k, (m, v) in self.predict_normalised(x, ks).items():
+                means[k].append(m.cpu().numpy())
+                if v is not None:
+                    vars_[k].append(v.cpu().numpy())
+        out = {}
+        for k in ks:
+            mean = np.concatenate(means[k]).astype(np.float64)
+            if not np.isfinite(mean).all():
+                raise Diverged(f"{self.name} predicted non-finite values at k={k}")
+            var = np.concatenate(vars_[k]).astype(np.float64) if vars_[k] else None
+            out[k] = Prediction(mean=mean, var=var)
+        return out
 
     def estimate_s(self, budget: Budget) -> float:
         # Training is bound by its time cap at `small` and above; plus evaluation/timing.
@@ -154,7 +167,7 @@ class NeuralMethod(Method):
         if not self._spec.time_dependent:
             return super().advance(state, k)
         with self.rollout_mode():
-            return self._batched(state, k=1)
+            return self._batched(state, (1,))[1]
 
     def n_params(self) -> int | None:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -44,7 +44,7 @@ DT_GUARD = 1.5
 
 _SIZES: dict[str, dict[str, float | int | bool | str]] = {
     "smoke": {"ra": 1e5, "height": 32, "dt": 0.05, "spinup": 20.0,
-              "n_train": 32, "n_test": 8, "samples_per_run": 8},
+              "n_train": 16, "n_test": 8, "samples_per_run": 8},
     "small": {"ra": 2e6, "spinup": 40.0, "n_train": 256, "n_test": 64, "samples_per_run": 32},
     "paper": {"ra": 1e7, "spinup": 60.0, "n_train": 1024, "n_test": 256, "samples_per_run": 64,
               "store_fine": False},

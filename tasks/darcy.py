@@ -108,7 +108,7 @@ def conservation(
 
 
 _SIZES: dict[str, dict[str, int]] = {
-    "smoke": {"resolution": 32, "n_train": 32, "n_test": 8},
+    "smoke": {"resolution": 32, "n_train": 16, "n_test": 8},
     "small": {"resolution": 64, "n_train": 256, "n_test": 64},
     "paper": {"resolution": 256, "n_train": 1000, "n_test": 200},
 }

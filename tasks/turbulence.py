@@ -46,7 +46,7 @@ TIME_TOL = 1e-4
 ROLLOUT_STEPS = 8
 
 _SIZES: dict[str, dict[str, Any]] = {
-    "smoke": {"n_train": 32, "n_test": 8, "snapshots": 8, "spinup": 10.0},
+    "smoke": {"n_train": 16, "n_test": 8, "snapshots": 8, "spinup": 10.0},
     "small": {"n_train": 256, "n_test": 64, "snapshots": 16, "spinup": 20.0},
     "paper": {"n_train": 1024, "n_test": 256, "snapshots": 32, "spinup": 20.0},
 }

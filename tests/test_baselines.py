@@ -260,8 +260,12 @@ def test_fit_predict_on_darcy_smoke(darcy, cls, kw):
     ctx = Context(seed=0)
     ctx.apply()
     m = cls(**kw).fit(_train(ds), spec, TINY, ctx)
+    many = m.predict_many(ds.inputs[8:12], (4, 8, 16))  # what scoring calls
     for k in (4, 8, 16):
-        p = m.predict(ds.inputs[8:12], k)
+        p = m.predict(ds.inputs[8:12], k)  # what timing calls
         assert p.mean.shape == (4, 1, 32 // k, 32 // k) and np.isfinite(p.mean).all()
         assert (p.var is not None) == cls.probabilistic
+        np.testing.assert_allclose(many[k].mean, p.mean, rtol=1e-6, atol=1e-9)
+        if p.var is not None:
+            np.testing.assert_allclose(many[k].var, p.var, rtol=1e-6, atol=1e-12)
     assert m.n_params() > 0

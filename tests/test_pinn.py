@@ -268,7 +268,7 @@ def test_turbulence_kolmogorov_flow_is_steady_and_marked_infeasible():
 def test_smoke_cell_runs_and_records_per_instance_costs(tmp_path, data_dir):
     from bench.cli import main
 
-    methods = "methods.pinn:PINN:instances=2,methods.bpinn:BPINN:instances=2"
+    methods = "methods.pinn:PINN,methods.bpinn:BPINN:instances=1"  # smoke's default (2), an override
     argv = ["run", "--tasks", "darcy", "--methods", methods, "--size", "smoke", "--out", str(tmp_path / "run"),
             "--data-dir", str(data_dir), "--no-report", "--quiet"]
     assert main(argv) == 0
@@ -277,10 +277,15 @@ def test_smoke_cell_runs_and_records_per_instance_costs(tmp_path, data_dir):
     for path in records:
         rec = json.loads(path.read_text())
         assert rec["status"] == "ok", rec.get("error") or rec.get("reason")
-        assert rec["eval_samples"] == 2
+        n = 1 if "BPINN" in path.name else 2
+        assert rec["eval_samples"] == n and rec["pointwise"]["instances"] == n
         rows = {(m["metric"], m.get("k")): m for m in rec["measurements"]}
-        assert rows[("rel_l2", 4)]["n"] == 2 and rows[("rel_l2", 4)]["value"] < 1.0
+        assert rows[("rel_l2", 4)]["n"] == n and rows[("rel_l2", 4)]["value"] < 1.0
         assert rows[("infer_s", 4)]["value"] > 0.05  # the whole solve is timed, not a cache hit
+        # one solve serves every k: timed once, the same time reported at every k, saying so
+        assert rows[("infer_s", 16)]["value"] == rows[("infer_s", 4)]["value"]
+        assert "independent of k" in rows[("infer_s", 16)]["reason"]
+        assert len(rec["pointwise"]["solves"]) == n + 1  # the instances, then one timed solve
         assert rec["pointwise"]["size"] == "smoke" and rec["pointwise"]["solves"]
         if "BPINN" in path.name:
             assert rows[("nll", 4)]["status"] == "ok" and rows[("coverage_90", 4)]["status"] == "ok"

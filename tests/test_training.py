@@ -87,3 +87,12 @@ def test_schedule_follows_the_clock_only_when_allowed(anneal_on_time):
 
     fast, slow = run(0.0), run(0.8)  # after step 1 of 8: clock fraction 0.4 > step fraction 0.125
     assert torch.equal(fast, slow) is (not anneal_on_time)
+
+
+def test_budget_split_shares_time_and_epochs():
+    b = Budget(epochs=3, max_train_s=60.0, batch_size=8, anneal_on_time=False)
+    assert b.split(1) == b
+    assert b.split(2) == Budget(2, 30.0, 8, anneal_on_time=False)
+    assert b.split(8).epochs == 1 and b.split(8).max_train_s == 7.5  # at least one epoch each
+    with pytest.raises(ValueError, match="0 shares"):
+        b.split(0)

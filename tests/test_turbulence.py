@@ -272,3 +272,21 @@ def test_residual_is_differentiable_and_smaller_on_truth(task, data, one_torch_t
     persistence = torch.as_tensor(data.rollouts[k][:4, 0], dtype=torch.float64)
     # the truth is much closer to the coarse dynamics' image of the input than persistence
     assert r_true.pow(2).mean() < 0.5 * res(persistence, x, k).pow(2).mean()
+
+
+def test_residual_memo_of_forward_shots_changes_nothing(task, data, one_torch_thread):
+    """The memoised forward half-shots give the residual computed from scratch; in
+    another batch up to the time-step error (a batch shares its CFL step count)."""
+    from tasks import turbulence_metrics as tm
+
+    res, k = task.spec().residual, 4
+    x = torch.as_tensor(data.inputs[:4])
+    u = torch.as_tensor(data.targets[k][:4], dtype=torch.float64)
+    tm._SHOTS.clear()
+    fresh = res(u, x, k)
+    assert len(tm._SHOTS) == 4
+    again = res(u, x, k)  # every shot from the memo
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+    mixed = res(u[[2, 0]], x[[2, 0]], k)  # another batch, shots from the memo
+    tm._SHOTS.clear()
+    torch.testing.assert_close(mixed, res(u[[2, 0]], x[[2, 0]], k), rtol=1e-6, atol=1e-9)

@@ -3,7 +3,7 @@
 The Method wires the network (`model.py`), its losses (`losses.py`) and its uncertainty
 (`uncertainty.py`) into the shared training loop through `NeuralMethod`. A deep ensemble
 of ``ensemble`` members is trained by calling that loop once per member, each with its
-own seed derived from ``ctx.seed`` and an equal share of the budget's time (see `fit`).
+own seed derived from ``ctx.seed`` and an equal share of the budget (see `fit`).
 """
 
 from __future__ import annotations
@@ -156,28 +156,34 @@ class NeuroScale(NeuralMethod):
                 terms[n] = self.gamma * t
         return terms
 
-    def predict_normalised(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mixture over members x MC-dropout masks, in physical units."""
+    def predict_normalised(
+        self, x: torch.Tensor, ks: tuple[int, ...]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Mixture over members x MC-dropout masks, in physical units; each network pass
+        serves every k (the masks do not depend on k)."""
         mc = self.probabilistic and self.dropout > 0 and not self.in_rollout
         draws = self.mc_samples if mc else 1
-        means, variances = [], []
+        means: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+        variances: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
         for m, model in enumerate(self.members):
             for t in range(draws):
                 with mc_dropout(model, seed=member_seed(self._member_seeds[m], t + 1), enabled=mc):
-                    mu, logvar = model.predict(x, k)
-                means.append(mu)
-                if logvar is not None:
-                    variances.append(torch.exp(logvar))
-        mean, var = mixture_moments(torch.stack(means), torch.stack(variances) if variances else None)
-        if not self.probabilistic:
-            return self.decode(mean), None
-        return self.decode(mean), var * self._y_std**2
+                    preds = model.predict_many(x, ks)
+                for k, (mu, logvar) in preds.items():
+                    means[k].append(mu)
+                    if logvar is not None:
+                        variances[k].append(torch.exp(logvar))
+        out: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for k in ks:
+            mean, var = mixture_moments(torch.stack(means[k]), torch.stack(variances[k]) if variances[k] else None)
+            out[k] = (self.decode(mean), var * self._y_std**2 if self.probabilistic else None)
+        return out
 
     # -- contract --------------------------------------------------------------------
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuroScale:
         """Train ``ensemble`` members with the shared loop, one call per member, each with
-        ``budget.epochs`` epochs and ``budget.max_train_s / M`` seconds: an ensemble costs
-        what one network costs, so larger M means less training per member."""
+        ``budget.split(M)``: 1/M of the seconds and of the epochs (at least one). An
+        ensemble costs what one network costs, so larger M means less training per member."""
         reason = self.not_applicable(spec)
         if reason:
             raise NotApplicable(reason)
@@ -194,9 +200,9 @@ class NeuroScale(NeuralMethod):
             )
             self._physics = phys if phys.active else None
 
-        # Equal shares of the wall clock; the shared loop anneals each member's cosine
+        # Equal shares of the budget; the shared loop anneals each member's cosine
         # schedule over whichever of its epochs or its time share binds first.
-        self._member_budget = replace(budget, max_train_s=budget.max_train_s / self.ensemble)
+        self._member_budget = budget.split(self.ensemble)
         self._member_seeds = [member_seed(ctx.seed, m) for m in range(self.ensemble)]
         members, self._member_logs = [], []
         for s in self._member_seeds:

@@ -29,6 +29,7 @@ import math
 import torch
 from torch import nn
 
+from methods.dropout import FastDropout
 from methods.neuroscale.attention import ChannelNorm, CrossScaleAttention
 from methods.neuroscale.uncertainty import VarianceHead
 from tasks.grid import prolong, restrict
@@ -61,7 +62,7 @@ class Block(nn.Module):
         self.up = nn.ModuleList(nn.Conv2d(width, width, 1, bias=False) for _ in range(levels - 1))
         for conv in self.up:  # start as the identity map of the hierarchy
             nn.init.zeros_(conv.weight)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)  # nn.Dropout with a cheaper CPU mask
 
     def forward(self, us: list[torch.Tensor]) -> list[torch.Tensor]:
         zs = self.attn([n(u) for n, u in zip(self.norm1, us)])
@@ -146,6 +147,15 @@ class NeuroScaleNet(nn.Module):
     def predict(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean ``R_k u`` and log-variance at factor ``k`` (None without a variance head),
         both normalised."""
+        return self.predict_many(x, (k,))[k]
+
+    def predict_many(
+        self, x: torch.Tensor, ks: tuple[int, ...]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """`predict` at every factor in ``ks`` from one pass of the network."""
         u, feats = self(x)
-        logvar = None if self.var_head is None else self.var_head(restrict(feats, k), k)
-        return restrict(u, k), logvar
+        out = {}
+        for k in ks:
+            logvar = None if self.var_head is None else self.var_head(restrict(feats, k), k)
+            out[k] = restrict(u, k), logvar
+        return out
