@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench import SCHEMA_VERSION
-from bench.config import BUDGETS, ROLLOUT_SAMPLES, Context
+from bench.config import BUDGETS, ROLLOUT_SAMPLES, Budget, Context
 from bench.data import config_hash, load_or_generate
 from bench.errors import CellTimeout, Diverged, NotApplicable
 from bench.evaluate import evaluate, evaluate_rollouts, time_inference
@@ -56,13 +56,25 @@ class CellConfig:
     data_dir: str = ""
     run_dir: str = ""
     progress: bool = False
+    #: overrides of the size's training budget (None: the size's own; `Budget.override`)
+    epochs: int | None = None
+    max_train_s: float | None = None
 
     def identity(self) -> dict[str, Any]:
-        """What determines the cell's numbers (not where files go or how it is shown)."""
+        """What determines the cell's numbers (not where files go or how it is shown).
+        Budget overrides count only when set, so cells without them keep their hash."""
         d = dataclasses.asdict(self)
         for k in ("data_dir", "run_dir", "progress", "timeout_s", "threads"):
             d.pop(k)
+        for k in ("epochs", "max_train_s"):
+            if d[k] is None:
+                d.pop(k)
         return d
+
+    @property
+    def budget(self) -> Budget:
+        """The training budget of this cell: its size's, with the overrides applied."""
+        return BUDGETS[self.size].override(epochs=self.epochs, max_train_s=self.max_train_s)
 
     @property
     def config_hash(self) -> str:
@@ -192,7 +204,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
                   progress=cfg.progress, deadline=deadline)
     ctx.apply()
     train, test = train_test(task, data, cfg.k_train)
-    budget = BUDGETS[cfg.size]
+    budget = cfg.budget
     rec["budget"] = dataclasses.asdict(budget)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()

@@ -32,6 +32,12 @@ def _default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _budget_help(field: str) -> str:
+    from bench.config import BUDGETS
+
+    return ", ".join(f"{size} {getattr(b, field):g}" for size, b in BUDGETS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bench.config import BUDGETS
 
@@ -63,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", type=Path, help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
     r.add_argument("--retry-failed", action="store_true", help="recompute failed/diverged/timeout cells")
+    r.add_argument("--epochs", type=int,
+                   help="training epochs of every neural method (default per size: " + _budget_help("epochs") + ")")
+    r.add_argument("--max-train-s", type=float,
+                   help="wall-clock cap on training per cell, seconds (default per size: "
+                        + _budget_help("max_train_s") + "); raise it with --epochs to train to convergence "
+                        "instead of at equal cost. Both are part of each cell's identity")
     r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -126,6 +138,10 @@ def _check_run_args(a: argparse.Namespace) -> None:
         raise UsageError("--jobs and --threads must be at least 1")
     if a.timeout is not None and not a.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {a.timeout}")
+    if a.epochs is not None and a.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {a.epochs}")
+    if a.max_train_s is not None and not a.max_train_s > 0:
+        raise UsageError(f"--max-train-s must be a positive number of seconds, got {a.max_train_s}")
     if any(s < 0 for s in a.seeds):
         raise UsageError(f"--seeds must be non-negative, got {','.join(map(str, a.seeds))}")
     if a.executor != "ray" and a.address:
@@ -150,6 +166,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                     threads=a.threads or max(1, _default_threads() // max(a.jobs, 1)), jobs=a.jobs,
                     out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
+                    epochs=a.epochs, max_train_s=a.max_train_s,
                     progress=not a.quiet, executor=a.executor, address=a.address)
     counts = run(cfg)
     if not a.no_report:

@@ -30,6 +30,19 @@ class Budget:
     #: over steps only (deterministic); the time cap still stops training, recorded as
     #: ``stopped = "time_limit"``.
     anneal_on_time: bool = True
+    #: the benchmark size this budget belongs to (methods with their own per-size
+    #: settings, e.g. the PINNs' step counts, look them up by it); "" for a custom budget
+    size: str = ""
+
+    def override(self, epochs: int | None = None, max_train_s: float | None = None) -> Budget:
+        """This budget with the given fields replaced (None keeps a field): the
+        ``--epochs`` / ``--max-train-s`` options of ``bench run``."""
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        if max_train_s is not None and not max_train_s > 0:
+            raise ValueError(f"max_train_s must be positive, got {max_train_s}")
+        return replace(self, epochs=self.epochs if epochs is None else epochs,
+                       max_train_s=self.max_train_s if max_train_s is None else max_train_s)
 
     def split(self, n: int) -> Budget:
         """The share of each of ``n`` networks trained one after another (ensemble
@@ -43,8 +56,8 @@ class Budget:
 
 def expected_train_s(budget: Budget) -> float:
     """Rough training time for run plans: the time cap where it binds; for epoch-bound
-    (smoke) budgets ~2 s per epoch, the measured order on a 2-core CPU."""
-    return budget.max_train_s if budget.anneal_on_time else min(budget.max_train_s, 2.0 * budget.epochs)
+    (smoke) budgets ~1 s per epoch, the measured order on a 2-core CPU."""
+    return budget.max_train_s if budget.anneal_on_time else min(budget.max_train_s, 1.0 * budget.epochs)
 
 
 # Budgets per size (docs/architecture.md, "Sizes and budgets"). `smoke` is bound by
@@ -52,11 +65,12 @@ def expected_train_s(budget: Budget) -> float:
 # committed reference); its time cap only guards against a runaway cell. `small` gives
 # every neural method the same wall-clock training budget (equal cost, so the comparison
 # is fair); the full default matrix then takes ~1-1.5 h on an idle 2-core CPU (README).
-# 25 s there is 1-5 epochs: small results are under-trained by design.
+# 25 s there is 1-5 epochs: small results are under-trained by design; `bench run
+# --epochs/--max-train-s` override a size's budget (part of each cell's identity).
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget(epochs=3, max_train_s=60.0, batch_size=8, anneal_on_time=False),
-    "small": Budget(epochs=40, max_train_s=25.0, batch_size=16),
-    "paper": Budget(epochs=500, max_train_s=4 * 3600.0, batch_size=32),
+    "smoke": Budget(epochs=3, max_train_s=60.0, batch_size=8, anneal_on_time=False, size="smoke"),
+    "small": Budget(epochs=40, max_train_s=25.0, batch_size=16, size="small"),
+    "paper": Budget(epochs=500, max_train_s=4 * 3600.0, batch_size=32, size="paper"),
 }
 
 @dataclass(frozen=True)

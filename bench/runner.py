@@ -9,6 +9,7 @@ from planning to the end, so two runs never write into one directory at once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -50,6 +51,9 @@ class RunConfig:
     overwrite: bool = False
     retry_failed: bool = False
     timeout_s: float | None = None
+    #: overrides of the size's training budget (`Budget.override`); None keeps the size's
+    epochs: int | None = None
+    max_train_s: float | None = None
     progress: bool = True
     jobs: int = 1
     executor: str = "local"  # "local" (inline / process pool) or "ray"
@@ -79,9 +83,14 @@ def plan(cfg: RunConfig) -> Plan:
         raise UsageError(f"unknown size {cfg.size!r}; valid: {', '.join(BUDGETS)}")
     if cfg.timeout_s is not None and not cfg.timeout_s > 0:
         raise UsageError(f"the cell timeout must be positive, got {cfg.timeout_s}")
+    try:
+        budget = BUDGETS[cfg.size].override(epochs=cfg.epochs, max_train_s=cfg.max_train_s)
+    except ValueError as e:
+        raise UsageError(f"--epochs/--max-train-s: {e}") from None
     tasks = resolve_tasks(cfg.tasks)
     methods = resolve_methods(cfg.methods)
-    timeout = cfg.timeout_s or CELL_TIMEOUT_S[cfg.size]
+    # A longer training cap moves the default cell limit by as much (evaluation keeps its share).
+    timeout = cfg.timeout_s or CELL_TIMEOUT_S[cfg.size] + max(0.0, budget.max_train_s - BUDGETS[cfg.size].max_train_s)
     cells, todo, estimate = [], [], 0.0
     for t in tasks:
         _, task = build_task(t, cfg.size)
@@ -99,11 +108,12 @@ def plan(cfg: RunConfig) -> Plan:
                 cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, k_train=tuple(cfg.k_train),
                                   k_test=tuple(cfg.k_test), device=cfg.device, dtype=cfg.dtype,
                                   threads=cfg.threads, timeout_s=timeout, data_dir=str(cfg.data_dir),
-                                  run_dir=str(cfg.out), progress=cfg.progress)
+                                  run_dir=str(cfg.out), progress=cfg.progress, epochs=cfg.epochs,
+                                  max_train_s=cfg.max_train_s)
                 cells.append(cell)
                 if _needs_run(cell, cfg):
                     todo.append(cell)
-                    estimate += method.estimate_s(BUDGETS[cfg.size])
+                    estimate += method.estimate_s(budget)
     return Plan(cells, todo, estimate)
 
 
@@ -117,8 +127,8 @@ def _needs_run(cell: CellConfig, cfg: RunConfig) -> bool:
         return True
     if rec["config_hash"] != cell.config_hash:
         raise UsageError(
-            f"{cell.path} was produced by a different configuration (e.g. other --k-train/--k-test or "
-            f"device); use --overwrite to replace it or --out for a new run directory"
+            f"{cell.path} was produced by a different configuration (e.g. other --k-train/--k-test, "
+            f"--epochs/--max-train-s or device); use --overwrite to replace it or --out for a new run directory"
         )
     return cfg.retry_failed and rec["status"] not in ("ok", "n/a")
 
@@ -159,13 +169,15 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
     meta.update(
         name=out.name, command=cfg.command, size=cfg.size, tasks=sorted({c.task for c in p.cells}),
         methods=sorted({c.method for c in p.cells}), seeds=list(cfg.seeds), k_train=list(cfg.k_train),
-        k_test=list(cfg.k_test), executor=cfg.executor, provenance=_driver_provenance(cfg),
+        k_test=list(cfg.k_test), budget=dataclasses.asdict(p.cells[0].budget) if p.cells else None,
+        executor=cfg.executor, provenance=_driver_provenance(cfg),
         started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
     write_json_atomic(meta_path, meta)
     done = len(p.cells) - len(p.todo)
+    jobs = f" on {cfg.jobs} workers" if cfg.jobs > 1 else ""
     log(f"plan: {len(p.cells)} cells ({done} already done, {len(p.todo)} to run), "
-        f"rough estimate {p.estimate_s / 60:.1f} min -> {out}")
+        f"rough estimate {p.estimate_s / max(cfg.jobs, 1) / 60:.1f} min{jobs} -> {out}")
     t0 = time.monotonic()
     prepare_data(p.todo, cfg, log)
     bar = tqdm(total=len(p.todo), desc="cells", unit="cell", disable=not cfg.progress)

@@ -66,7 +66,6 @@ def main() -> None:
     def timed(fn: Callable[[], object]) -> float:
         return best_of(lambda: (fn(), sync()))
 
-    phys3 = ops.irfft(state, w)
     prods5 = ops.asarray(rng.standard_normal((5, b, h + 1, w)))
     div = state[0, :, :h]
     t_step = timed(lambda: s.step(state, task.time_step))

@@ -38,7 +38,7 @@ import torch
 from bench.config import Budget, Context
 from bench.errors import Diverged
 from methods.hmc import hmc, initial_step
-from methods.pinn import PointwiseSolver, budget_size
+from methods.pointwise_solver import PointwiseSolver, budget_size
 from tasks.pointwise import PointSet, PointwisePDE
 
 # Shares of the per-instance time cap: the MAP warm start may use MAP_SHARE of it, the

@@ -6,7 +6,7 @@ import scipy.fft
 import torch
 
 from tasks import fv2d, spd_solve
-from tasks.darcy import MEANS, Darcy, coarse_fv_solve, conservation, grf, residual, upscale
+from tasks.darcy import MEANS, Darcy, coarse_fv_solve, grf, residual, upscale
 from tasks.grid import cell_centres, restrict
 
 

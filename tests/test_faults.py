@@ -219,6 +219,9 @@ def finished_run(tmp_path_factory, data_dir) -> Path:
 @pytest.mark.parametrize("args, message", [
     (["--timeout", "0"], "--timeout must be a positive"),
     (["--timeout", "-3"], "--timeout must be a positive"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--max-train-s", "-1"], "--max-train-s must be a positive"),
+    (["--epochs", "2"], "different configuration"),  # the run was made with the size's budget
     (["--seeds", "0,-1"], "--seeds must be non-negative"),
     (["--threads", "0"], "must be at least 1"),
     (["--device", "gpu0"], "unknown --device 'gpu0'"),

@@ -106,6 +106,29 @@ def test_corrupt_record_is_recomputed(tmp_path, data_dir):
     json.loads(path.read_text())
 
 
+def test_budget_overrides_are_part_of_each_cell_and_recorded(tmp_path, data_dir):
+    from dataclasses import replace
+
+    from bench.cell import CellConfig
+    from bench.config import BUDGETS
+    from bench.report.load import load_run
+    from bench.report.markdown import provenance_lines
+
+    base = cfg(tmp_path, data_dir, methods="fno:width=8,n_layers=2,n_modes=6")
+    assert run(replace(base, epochs=1), log=lambda s: None) == {"ok": 1}
+    rec = read_record(next((tmp_path / "run" / "records").glob("darcy__fno*.json")))
+    assert rec["budget"]["epochs"] == 1 and rec["budget"]["max_train_s"] == BUDGETS["smoke"].max_train_s
+    assert rec["train_log"]["epochs"] == 1 and rec["config"]["epochs"] == 1
+    assert "- training budget per neural method: 1 epochs, at most 60 s" in "\n".join(
+        provenance_lines(load_run(tmp_path / "run")))
+    with pytest.raises(UsageError, match="different configuration"):  # the size's own budget is another cell
+        run(base, log=lambda s: None)
+    # Without overrides the identity has no budget keys: hashes of earlier runs stay valid.
+    plain = CellConfig(task="darcy", method="mean", seed=0, size="smoke", k_train=(4, 8), k_test=(4, 8, 16))
+    assert {"epochs", "max_train_s"}.isdisjoint(plain.identity()) and plain.budget == BUDGETS["smoke"]
+    assert replace(plain, max_train_s=5.0).budget.max_train_s == 5.0
+
+
 def test_changed_configuration_is_refused(tmp_path, data_dir):
     run(cfg(tmp_path, data_dir, methods="mean"), log=lambda s: None)
     with pytest.raises(UsageError, match="different configuration"):

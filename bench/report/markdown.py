@@ -65,6 +65,10 @@ def provenance_lines(run: Run) -> list[str]:
         f"- size: {meta.get('size', '?')}; seeds: {lst(run.seeds)}; "
         f"k_train: {lst(meta.get('k_train', '?'))}; k_test: {lst(meta.get('k_test', '?'))}"
     )
+    budget = meta.get("budget")
+    if isinstance(budget, dict) and {"epochs", "max_train_s"} <= set(budget):
+        lines.append(f"- training budget per neural method: {budget['epochs']} epochs, at most "
+                     f"{budget['max_train_s']:g} s (whichever ends first)")
     machine = [f"{key}: {prov[key]}" for key in ("git_commit", "device", "cpu", "threads", "hostname") if key in prov]
     if machine:
         lines.append("- " + "; ".join(machine))
