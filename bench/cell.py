@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import datetime as dt
+import os
 import signal
 import threading
 import time

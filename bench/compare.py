@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.directions import better
 from bench.errors import UsageError
-from bench.metrics import better
 from bench.records import read_results
 
 KEYS = ["task", "method", "k", "metric"]

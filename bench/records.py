@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench import SCHEMA_VERSION
@@ -99,17 +100,73 @@ def rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**base, **{c: m.get(c) for c in CSV_COLUMNS if c in m}} for m in rec["measurements"]]
 
 
-def read_results(path: Path) -> pd.DataFrame:
-    """Load a ``results.csv``. Use this (or ``keep_default_na=False``): pandas' default
-    would read the status ``n/a`` as a missing value."""
+# ``results.csv``: one row per measurement, KEY unique. ``k`` is empty for cell-level
+# costs; a cell that did not finish (or does not apply) contributes one row with
+# ``metric == STATUS_METRIC``.
+TABLE_REQUIRED = ("task", "method", "seed", "k", "metric", "value", "status")
+OPTIONAL_TEXT = ("size", "reason")
+STATUS_METRIC = "status"  # metric name of the one row a not-ok cell contributes
+KEY = ("task", "method", "seed", "metric", "k")  # one measurement per key
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _numeric(col: pd.Series, name: str, path: Path) -> pd.Series:
+    """Floats; empty -> NaN. Python's float() also reads the "nan"/"inf" a csv writer
+    may emit (pandas' to_numeric rejects them for string columns)."""
+    try:
+        return pd.Series([float(s) if s.strip() else np.nan for s in col.astype(str)], index=col.index)
+    except ValueError as err:
+        raise ValueError(f"{path}: column {name!r} is not numeric: {err}") from err
+
+
+def _boolean(col: pd.Series, path: Path) -> pd.Series:
+    text = col.astype(str).str.strip().str.lower()
+    bad = sorted(set(text) - _TRUE - _FALSE - {""})
+    if bad:
+        raise ValueError(f"{path}: column 'unseen' has non-boolean values {bad}")
+    out = pd.Series(pd.NA, index=col.index, dtype="boolean")
+    out[text.isin(_TRUE)] = True
+    out[text.isin(_FALSE)] = False
+    return out
+
+
+def read_results(path: Path | str) -> pd.DataFrame:
+    """Parse a ``results.csv`` (or a run directory's) into typed columns: ``seed`` int,
+    ``k`` Int64 and ``unseen`` boolean (both nullable), ``value``/``std``/``n`` float.
+    Strict about structure (missing columns and duplicate measurements raise
+    ``ValueError``, naming the file), lenient about spelling (``True``, ``true``, ``1``
+    are all a true ``unseen``). Use this rather than a bare ``pd.read_csv``, whose
+    default would read the status ``n/a`` as a missing value."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.csv"
     if not path.exists():
         raise FileNotFoundError(f"no results file at {path}")
-    df = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "std": [""], "k": [""], "n": [""]})
-    df["k"] = df["k"].astype("Int64")
-    df["unseen"] = df["unseen"].map({"True": True, "False": False, True: True, False: False})
+    # keep_default_na=False: pandas would otherwise read the status "n/a" (and a task or
+    # method literally named "NA"/"null") as a missing value.
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in TABLE_REQUIRED if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (have {list(raw.columns)})")
+    df = pd.DataFrame(index=raw.index)
+    for name in ("task", "method", "metric", "status"):
+        df[name] = raw[name].astype(str).str.strip()
+    for name in OPTIONAL_TEXT:
+        df[name] = raw[name].astype(str) if name in raw.columns else ""
+    seed = _numeric(raw["seed"], "seed", path)
+    if seed.isna().any():
+        raise ValueError(f"{path}: empty seed in rows {list(seed.index[seed.isna()][:5])}")
+    df["seed"] = seed.astype(int)
+    df["k"] = _numeric(raw["k"], "k", path).astype("Int64")
+    df["unseen"] = _boolean(raw["unseen"], path) if "unseen" in raw.columns else pd.NA
+    df["unseen"] = df["unseen"].astype("boolean")
+    for name in ("value", "std", "n"):
+        df[name] = _numeric(raw[name], name, path).astype(float) if name in raw.columns else np.nan
+    dup = df.duplicated(subset=list(KEY), keep=False)
+    if dup.any():
+        shown = df.loc[dup, list(KEY)].head(4).to_dict("records")
+        raise ValueError(f"{path}: {int(dup.sum())} duplicate measurements, e.g. {shown}")
     return df
 
 

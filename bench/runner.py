@@ -25,10 +25,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from bench.cell import CellConfig
-from bench.data import load_or_generate
-from bench.executors import Executor, open_executor
 from bench.config import BUDGETS, CELL_TIMEOUT_S
+from bench.data import load_or_generate
 from bench.errors import UsageError
+from bench.executors import Executor, open_executor
 from bench.lock import RunLock
 from bench.names import build_method, build_task, resolve_methods, resolve_tasks
 from bench.provenance import provenance

@@ -28,7 +28,14 @@ import torch
 
 from methods.fno import FNO
 from methods.gfno_layers import (
-    GROUP_NAMES, Group, GroupPointwise, GroupSpectralConv, crop, make_group, pad, signs,
+    GROUP_NAMES,
+    Group,
+    GroupPointwise,
+    GroupSpectralConv,
+    crop,
+    make_group,
+    pad,
+    signs,
 )
 from methods.neural import NeuralMethod
 from tasks.spec import TaskSpec

@@ -20,10 +20,15 @@ import numpy as np
 
 from tasks.boussinesq import PLATES, SpectralFD
 from tasks.convection_physics import (
-    Physics, conservation, divergence, nusselt_err, profile_err, temperature_residual,
+    Physics,
+    conservation,
+    divergence,
+    nusselt_err,
+    profile_err,
+    temperature_residual,
 )
-from tasks.grid import restrict
 from tasks.convection_pointwise import convection_pointwise
+from tasks.grid import restrict
 from tasks.spec import K_VALUES, SIZES, CoarseSolver, Dataset, TaskSpec
 
 ROLLOUT_HORIZONS: tuple[int, ...] = (1, 2, 4, 8)

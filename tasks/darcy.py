@@ -19,9 +19,9 @@ import scipy.fft
 import torch
 
 from tasks import fv2d
+from tasks.darcy_pointwise import darcy_pointwise
 from tasks.grid import restrict
 from tasks.spd_solve import resolve_solver
-from tasks.darcy_pointwise import darcy_pointwise
 from tasks.spec import K_VALUES, SIZES, CoarseSolver, Dataset, TaskSpec
 
 MEANS: tuple[str, ...] = ("harmonic", "arithmetic", "geometric")

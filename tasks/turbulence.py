@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tasks import turbulence_metrics as tm
-from tasks.turbulence_coarse import coarse_solvers
 from tasks.grid import restrict
-from tasks.turbulence_pointwise import turbulence_pointwise
 from tasks.spec import K_VALUES, SIZES, Dataset, TaskSpec
 from tasks.spectral import PeriodicGrid, rfft_weights
+from tasks.turbulence_coarse import coarse_solvers
+from tasks.turbulence_pointwise import turbulence_pointwise
 from tasks.turbulence_solver import VorticitySolver, energy_enstrophy, kolmogorov_forcing
 
 # U_rms measured in stationary runs (kf=4, F=1, drag=0.1), used to set nu from Re;

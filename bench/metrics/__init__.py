@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.directions import BETTER, better
 from bench.metrics import core
 from bench.registry import build_registry
 from methods.base import Prediction
@@ -58,22 +59,5 @@ METRICS: dict[str, Metric] = build_registry(
         Metric("coverage_90", _prob(core.coverage), True, "share of points in the central 90% interval"),
     ]
 )
-
-# Direction of "better" for every column a report may show. "target:x" = closest to x.
-BETTER: dict[str, str] = {
-    "rel_l2": "lower", "conservation": "lower", "nll": "lower", "ece": "lower",
-    "crps": "lower", "coverage_90": "target:0.9", "speedup": "higher",
-    "train_s": "lower", "infer_s": "lower", "fine_s": "lower", "n_params": "lower",
-    "peak_mem_mb": "lower", "spectrum_err": "lower", "nusselt_err": "lower",
-    "profile_err": "lower", "decorrelation_time": "higher",
-}
-
-
-def better(metric: str) -> str:
-    """Direction for a metric column (``rollout_rel_l2@n`` included)."""
-    if metric.startswith("rollout_rel_l2@"):
-        return "lower"
-    return BETTER.get(metric, "lower")
-
 
 __all__ = ["METRICS", "BETTER", "Metric", "better", "core"]

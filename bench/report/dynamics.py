@@ -21,7 +21,13 @@ from matplotlib.ticker import NullLocator
 from bench.report.aggregate import Summary
 from bench.report.artifacts import Artifacts, TaskInfo
 from bench.report.figures import (
-    Style, legend_handles, log_error_bars, log_ticks, panel_figure, shared_legend, wrap_items,
+    Style,
+    legend_handles,
+    log_error_bars,
+    log_ticks,
+    panel_figure,
+    shared_legend,
+    wrap_items,
 )
 from bench.report.panels import choose_snapshots
 

@@ -5,9 +5,8 @@
     task, method, seed, size, k, unseen, metric, value, std, n, status, reason
 
 ``k`` is empty for cell-level costs; a cell that did not finish (or does not apply)
-contributes one row with ``metric == "status"``. Parsing is strict about structure
-(missing columns, duplicate measurements raise) and lenient about spelling (``True``,
-``true``, ``1`` are all a true ``unseen``).
+contributes one row with ``metric == "status"``. The parser is
+`bench.records.read_results` (the one every reader uses).
 """
 
 from __future__ import annotations
@@ -17,16 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-REQUIRED = ("task", "method", "seed", "k", "metric", "value", "status")
-OPTIONAL_TEXT = ("size", "reason")
-STATUS_METRIC = "status"  # metric name of the one row a not-ok cell contributes
-KEY = ("task", "method", "seed", "metric", "k")  # one measurement per key
+from bench.records import STATUS_METRIC, read_results
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+__all__ = ["Run", "load_run", "read_results", "STATUS_METRIC"]
 
 
 @dataclass(frozen=True)
@@ -74,55 +68,6 @@ def _ordered(listed: Any, seen: pd.Series) -> list[str]:
     present = list(dict.fromkeys(seen.tolist()))
     head = [x for x in listed if x in present] if isinstance(listed, list) else []
     return list(dict.fromkeys(head + present))
-
-
-def _numeric(col: pd.Series, name: str, path: Path) -> pd.Series:
-    """Floats; empty -> NaN. Python's float() also reads the "nan"/"inf" a csv writer
-    may emit (pandas' to_numeric rejects them for string columns)."""
-    try:
-        return pd.Series([float(s) if s.strip() else np.nan for s in col.astype(str)], index=col.index)
-    except ValueError as err:
-        raise ValueError(f"{path}: column {name!r} is not numeric: {err}") from err
-
-
-def _boolean(col: pd.Series, path: Path) -> pd.Series:
-    text = col.astype(str).str.strip().str.lower()
-    bad = sorted(set(text) - _TRUE - _FALSE - {""})
-    if bad:
-        raise ValueError(f"{path}: column 'unseen' has non-boolean values {bad}")
-    out = pd.Series(pd.NA, index=col.index, dtype="boolean")
-    out[text.isin(_TRUE)] = True
-    out[text.isin(_FALSE)] = False
-    return out
-
-
-def read_results(path: Path) -> pd.DataFrame:
-    """Parse ``results.csv`` into typed columns; raise on a malformed table."""
-    # keep_default_na=False: pandas would otherwise read the status "n/a" (and a task or
-    # method literally named "NA"/"null") as a missing value.
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in REQUIRED if c not in raw.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (have {list(raw.columns)})")
-    df = pd.DataFrame(index=raw.index)
-    for name in ("task", "method", "metric", "status"):
-        df[name] = raw[name].astype(str).str.strip()
-    for name in OPTIONAL_TEXT:
-        df[name] = raw[name].astype(str) if name in raw.columns else ""
-    seed = _numeric(raw["seed"], "seed", path)
-    if seed.isna().any():
-        raise ValueError(f"{path}: empty seed in rows {list(seed.index[seed.isna()][:5])}")
-    df["seed"] = seed.astype(int)
-    df["k"] = _numeric(raw["k"], "k", path).astype("Int64")
-    df["unseen"] = _boolean(raw["unseen"], path) if "unseen" in raw.columns else pd.NA
-    df["unseen"] = df["unseen"].astype("boolean")
-    for name in ("value", "std", "n"):
-        df[name] = _numeric(raw[name], name, path).astype(float) if name in raw.columns else np.nan
-    dup = df.duplicated(subset=list(KEY), keep=False)
-    if dup.any():
-        shown = df.loc[dup, list(KEY)].head(4).to_dict("records")
-        raise ValueError(f"{path}: {int(dup.sum())} duplicate measurements, e.g. {shown}")
-    return df
 
 
 def load_run(run_dir: Path | str) -> Run:

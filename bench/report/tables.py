@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.metrics import better
+from bench.directions import better
 from bench.report.aggregate import NA, OK, Entry, Summary, split_states
 from bench.report.fmt import short_reason
 
