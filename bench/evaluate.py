@@ -186,12 +186,12 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, cfg: CellConfi
     Methods may lower the cost of their own timing with the class attributes
     ``timing_batch`` (default `TIMING_BATCH`; the fine solver is timed on the same
     batch), ``timing_repeats`` (5), ``timing_warmup`` (1) and ``timing_attempts`` (3,
-    retries under load): per-instance solvers (PINNs) time one call per k on one
-    instance, which takes seconds to minutes, so repeats add nothing but wall time.
+    retries under load): per-instance solvers (PINNs) time one call on one instance,
+    which takes seconds to minutes, so repeats add nothing but wall time.
     ``bench.config.TIMING_CAPS`` caps repeats, attempts, warm-up calls and the batch
-    per size (smoke: one timed call on 2 samples, no warm-up). A method whose cost does not depend on k
-    (``timing_k_independent = True``: one solve serves every factor) is timed at its
-    first factor only, and that time is reported for every k, saying so."""
+    per size (smoke: one timed call on 2 samples, no warm-up). A method whose cost does
+    not depend on k (``timing_k_independent = True``: one solve serves every factor) is
+    timed at its first factor only, and that time is reported for every k, saying so."""
     caps = TIMING_CAPS.get(cfg.size, TimingCaps(repeats=5, attempts=3, warmup=1, batch=TIMING_BATCH))
     batch = test.inputs[: min(int(getattr(method, "timing_batch", TIMING_BATCH)), caps.batch, len(test))]
     rows: list[dict[str, Any]] = []

@@ -77,7 +77,11 @@ class GaussianFNO(FNO):
 
     def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         out = self.model(x)
-        return {k: (self.decode(mu), var * self._y_std**2) for k in ks for mu, var in [self._heads(out, k)]}
+        preds = {}
+        for k in ks:
+            mu, var = self._heads(out, k)
+            preds[k] = self.decode(mu), var * self._y_std**2
+        return preds
 
 
 def _mixture(preds: list[Prediction]) -> Prediction:
