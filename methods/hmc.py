@@ -51,6 +51,17 @@ def value_and_grad(potential: Potential, theta: torch.Tensor) -> tuple[torch.Ten
     return u.detach(), g.detach()
 
 
+def _uniform(generator: torch.Generator) -> float:
+    return float(torch.rand((), generator=generator, dtype=torch.float64, device=generator.device))
+
+
+def momentum(theta: torch.Tensor, inv_mass: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A momentum draw ``N(0, M)`` shaped like ``theta``, made on the generator's device
+    and moved to ``theta``'s: the chain's random stream is the same on a CPU and a GPU."""
+    z = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=generator.device)
+    return z.to(theta.device) / inv_mass.sqrt()
+
+
 def initial_step(potential: Potential, theta: torch.Tensor, step: float, generator: torch.Generator,
                  inv_mass: torch.Tensor | None = None, max_tries: int = 60) -> float:
     """A reasonable first step size (Hoffman & Gelman 2014, Alg. 4): double or halve
@@ -59,7 +70,7 @@ def initial_step(potential: Potential, theta: torch.Tensor, step: float, generat
     u, g = value_and_grad(potential, theta)
 
     def log_accept(eps: float) -> float:
-        p = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device) / inv_mass.sqrt()
+        p = momentum(theta, inv_mass, generator)
         pn = p - 0.5 * eps * g
         th = theta + eps * inv_mass * pn
         un, gn = value_and_grad(potential, th)
@@ -154,8 +165,8 @@ def hmc(
         if it >= total:
             break
         warm = it < n_warmup
-        step = eps if warm else eps * float(0.9 + 0.2 * torch.rand((), generator=generator, dtype=torch.float64))
-        p = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device) / inv_mass.sqrt()
+        step = eps if warm else eps * (0.9 + 0.2 * _uniform(generator))
+        p = momentum(theta, inv_mass, generator)
         h0 = u + 0.5 * (p * p * inv_mass).sum()
         th, pn, gn = theta, p - 0.5 * step * g, g
         un = u
@@ -173,7 +184,7 @@ def hmc(
             accept = 0.0
         else:
             accept = min(1.0, math.exp(log_ratio))
-        if float(torch.rand((), generator=generator, dtype=torch.float64)) < accept:
+        if _uniform(generator) < accept:
             theta, u, g = th.detach(), un, gn
         if warm:
             eps = dual.update(accept)
