@@ -22,8 +22,8 @@ class FastDropout(nn.Dropout):
     stays unbiased. Masks come from torch's default generator (seeded as usual)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
-            return super().forward(x)
+        if not self.training or self.p in (0.0, 1.0) or x.device.type != "cpu":
+            return super().forward(x)  # torch's own: off, all-dropped, or not on a CPU
         drop = round(self.p * _LEVELS)
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
         bits = words.view(torch.int16)[: x.numel()].view(x.shape)  # uniform on [-2^15, 2^15)

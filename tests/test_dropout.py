@@ -27,6 +27,7 @@ def test_seeded_eval_identity_and_lanes_independent():
     torch.manual_seed(1)
     assert torch.equal(a, layer(x))
     assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(FastDropout(1.0).train()(x), torch.zeros_like(x))  # torch's own at p = 1
     # each of the four 16-bit lanes of a random word drops at the rate p
     torch.manual_seed(2)
     lanes = (FastDropout(0.3).train()(torch.ones(4 * 100_000)) == 0).double().view(-1, 4).mean(0)
