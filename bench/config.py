@@ -73,6 +73,7 @@ BUDGETS: dict[str, Budget] = {
     "paper": Budget(epochs=500, max_train_s=4 * 3600.0, batch_size=32, size="paper"),
 }
 
+
 @dataclass(frozen=True)
 class TimingCaps:
     """Upper limits on a method's own inference-timing settings (bench.evaluate)."""
