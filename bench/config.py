@@ -60,6 +60,12 @@ def expected_train_s(budget: Budget) -> float:
     return budget.max_train_s if budget.anneal_on_time else min(budget.max_train_s, 1.0 * budget.epochs)
 
 
+def expected_eval_s(budget: Budget) -> float:
+    """Rough scoring time of a neural method's cell (metrics, rollouts, timing) for run
+    plans: ~2 s at the epoch-bound smoke size, ~10 s at the sizes bound by time."""
+    return 10.0 if budget.anneal_on_time else 2.0
+
+
 # Budgets per size (docs/architecture.md, "Sizes and budgets"). `smoke` is bound by
 # epochs and its schedule ignores the clock (deterministic: CI compares it to a
 # committed reference); its time cap only guards against a runaway cell. `small` gives

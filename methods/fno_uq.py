@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.config import Budget, Context, expected_train_s
+from bench.config import Budget, Context, expected_eval_s, expected_train_s
 from methods.base import Method, Prediction
 from methods.dropout import use_fast_dropout
 from methods.fno import FNO
@@ -141,7 +141,7 @@ class FNOEnsemble(Method):
         return sum(m.n_params() or 0 for m in self.members)
 
     def estimate_s(self, budget: Budget) -> float:
-        return 0.6 * expected_train_s(budget) + 5.0 * self.n_members
+        return expected_train_s(budget) + expected_eval_s(budget) * self.n_members / 2
 
     def diagnostics(self) -> dict[str, Any]:
         return {"train_log": [m.train_log.to_dict() for m in self.members]}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.config import Budget, Context, expected_train_s
+from bench.config import Budget, Context, expected_eval_s, expected_train_s
 from bench.errors import Diverged
 from bench.training import TrainLog, train
 from methods.base import Method, Prediction
@@ -156,7 +156,7 @@ class NeuralMethod(Method):
 
     def estimate_s(self, budget: Budget) -> float:
         # Training is bound by its time cap at `small` and above; plus evaluation/timing.
-        return expected_train_s(budget) + 10.0
+        return expected_train_s(budget) + expected_eval_s(budget)
 
     @torch.no_grad()
     def advance(self, state: np.ndarray, k: int) -> Prediction:
