@@ -221,7 +221,8 @@ class FNOMCDropout(FNO):
             out = self.model(x)
             means = {k: restrict(out, k) for k in ks}
             return {k: (self.decode(m), self._noise.expand_as(m) * self._y_std**2) for k, m in means.items()}
-        return {k: (self.decode(mean), (var + self._noise) * self._y_std**2) for k, (mean, var) in self._mc(x, ks).items()}
+        return {k: (self.decode(mean), (var + self._noise) * self._y_std**2)
+                for k, (mean, var) in self._mc(x, ks).items()}
 
 
 __all__ = ["GaussianFNO", "FNOEnsemble", "FNOMCDropout"]

@@ -87,9 +87,10 @@ class PhysicsLoss:
 
         Each term is divided by its value on the reference field of its level: the target
         ``y_k`` on a coarse level, the finest target prolonged piecewise-constantly to the
-        fine grid (and averaged to ``spec.physics_k``, any factor). Where that value is negligible (the data satisfy the constraint, e.g.
-        divergence-free targets) the scale falls back to the zero field's residual, resp.
-        the per-channel divergence energy of the target."""
+        fine grid (and averaged to ``spec.physics_k``, any factor). Where that value is
+        negligible (the data satisfy the constraint, e.g. divergence-free targets) the
+        scale falls back to the zero field's residual, resp. the per-channel divergence
+        energy of the target."""
         k_train = tuple(sorted(targets))
         k0 = k_train[0]
         scales: dict[str, float] = {}
