@@ -24,57 +24,54 @@ from typing import Any
 import numpy as np
 
 from bench import SCHEMA_VERSION
-from bench.config import BUDGETS, ROLLOUT_SAMPLES, Budget, Context
+from bench.config import BUDGETS, ROLLOUT_SAMPLES, TIMING_CAPS
+from bench.costs import FineTiming, time_inference
 from bench.data import config_hash, load_or_generate
-from bench.errors import CellTimeout, Diverged, NotApplicable
-from bench.evaluate import evaluate, evaluate_rollouts, time_inference
 from bench.memory import PeakMemory
 from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
 from bench.provenance import provenance
-from bench.records import record_path, write_json_atomic
+from bench.records import measurement, record_path, write_json_atomic
+from bench.scoring import evaluate, evaluate_rollouts
+from nskernel import Budget, Context, Dataset, Device, Factors, Task
+from nskernel.errors import CellTimeout, Diverged, NotApplicable
 
 # The last dataset used in this process: cells are ordered by task, so consecutive cells
 # share it without re-reading (and re-verifying) the file. One entry bounds the memory.
-_DATA: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
+_DATA: dict[tuple[str, str, str], tuple[Task, Dataset, str]] = {}
 
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Everything a cell needs; plain values only, so it pickles to any executor."""
+    """Everything a cell needs, resolved and validated once by the planner; plain values
+    only, so it pickles to any executor."""
 
     task: str
     method: str
     seed: int
     size: str
-    k_train: tuple[int, ...]
-    k_test: tuple[int, ...]
-    device: str = "cpu"
+    factors: Factors
+    budget: Budget
+    device: Device = Device("cpu")
     dtype: str = "float32"
     threads: int = 2
     timeout_s: float = 900.0
     data_dir: str = ""
     run_dir: str = ""
     progress: bool = False
-    #: overrides of the size's training budget (None: the size's own; `Budget.override`)
-    epochs: int | None = None
-    max_train_s: float | None = None
 
     def identity(self) -> dict[str, Any]:
         """What determines the cell's numbers (not where files go or how it is shown).
-        Budget overrides count only when set, so cells without them keep their hash."""
-        d = dataclasses.asdict(self)
-        for k in ("data_dir", "run_dir", "progress", "timeout_s", "threads"):
-            d.pop(k)
-        for k in ("epochs", "max_train_s"):
-            if d[k] is None:
-                d.pop(k)
+        The budget counts only where it differs from the size's own, so cells without
+        overrides keep the hashes they always had."""
+        d: dict[str, Any] = {"task": self.task, "method": self.method, "seed": self.seed, "size": self.size,
+                             "k_train": list(self.factors.train), "k_test": list(self.factors.test),
+                             "device": str(self.device), "dtype": self.dtype}
+        default = BUDGETS[self.size]
+        for key in ("epochs", "max_train_s"):
+            if getattr(self.budget, key) != getattr(default, key):
+                d[key] = getattr(self.budget, key)
         return d
-
-    @property
-    def budget(self) -> Budget:
-        """The training budget of this cell: its size's, with the overrides applied."""
-        return BUDGETS[self.size].override(epochs=self.epochs, max_train_s=self.max_train_s)
 
     @property
     def config_hash(self) -> str:
@@ -106,7 +103,7 @@ def hard_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def dataset_for(cfg: CellConfig) -> tuple[Any, Any, str]:
+def dataset_for(cfg: CellConfig) -> tuple[Task, Dataset, str]:
     """(task, dataset, checksum), generated or loaded once per process."""
     key = (cfg.task, cfg.size, cfg.data_dir)
     if key not in _DATA:
@@ -117,7 +114,7 @@ def dataset_for(cfg: CellConfig) -> tuple[Any, Any, str]:
     return _DATA[key]
 
 
-def train_test(task: Any, data: Any, k_train: tuple[int, ...]) -> tuple[Any, Any]:
+def train_test(task: Task, data: Dataset, k_train: tuple[int, ...]) -> tuple[Dataset, Dataset]:
     """The harness's split: the first ``task.n_train`` samples (targets at ``k_train``
     only) for training, the next ``task.n_test`` for testing."""
     train = data.subset(slice(0, task.n_train)).for_training(k_train)
@@ -131,7 +128,7 @@ def _now() -> str:
 def _new_record(cfg: CellConfig) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION, "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
-        "size": cfg.size, "k_train": list(cfg.k_train), "k_test": list(cfg.k_test),
+        "size": cfg.size, **cfg.factors.as_dict(),
         "config": cfg.identity(), "config_hash": cfg.config_hash, "status": "ok", "error": None,
         "reason": "", "started": _now(), "measurements": [],
         **provenance(cfg.device, cfg.threads),
@@ -203,26 +200,24 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
                   progress=cfg.progress, deadline=deadline)
     ctx.apply()
-    train, test = train_test(task, data, cfg.k_train)
-    budget = cfg.budget
-    rec["budget"] = dataclasses.asdict(budget)
+    train, test = train_test(task, data, cfg.factors.train)
+    rec["budget"] = dataclasses.asdict(cfg.budget)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
-        method.fit(train, spec, budget, ctx)
+        method.fit(train, spec, cfg.budget, ctx)
         train_s = time.perf_counter() - t0
         ctx.check_deadline("fit")
-        # Read after fit: per-instance solvers score fewer samples, set per size.
-        if method.max_eval_samples is not None:
-            test = test.subset(slice(0, min(len(test), method.max_eval_samples)))
+        # Asked after fit: per-instance solvers score fewer samples, set per size.
+        n_eval = method.max_eval_samples()
+        if n_eval is not None:
+            test = test.subset(slice(0, min(len(test), n_eval)))
             rec["eval_samples"] = len(test)
         artifacts: dict[str, Any] = {}
-        rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx, artifacts)
-        rows += evaluate_rollouts(method, spec, test, cfg.k_train, cfg.k_test, ctx,
-                                  max_samples=ROLLOUT_SAMPLES.get(cfg.size))
-    rows += time_inference(method, spec, test, cfg, ctx)
+        rows = evaluate(method, spec, test, cfg.factors, ctx, artifacts)
+        rows += evaluate_rollouts(method, spec, test, cfg.factors, ctx, max_samples=ROLLOUT_SAMPLES.get(cfg.size))
+    fine = FineTiming.for_cell(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads)
+    rows += time_inference(method, spec, test, cfg.factors, ctx, TIMING_CAPS.get(cfg.size), fine)
     n_params = method.n_params()
-    from bench.records import measurement
-
     rows += [
         measurement("train_s", train_s),
         measurement("peak_mem_mb", mem.peak_mb),
@@ -233,5 +228,5 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     rec["measurements"] = rows
     rec["calibration"] = {"levels": ECE_LEVELS.tolist(), "observed": artifacts["calibration"]}
     rec["snapshot"] = _save_snapshot(cfg, artifacts["snapshot"])
-    rec["probabilistic"] = bool(getattr(method, "probabilistic", False))
+    rec["probabilistic"] = bool(method.probabilistic)
     rec.update(method.diagnostics())

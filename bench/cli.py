@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.errors import UsageError
+from nskernel.errors import UsageError
 
 EPILOG = "Exit codes: 0 all cells ok or n/a; 1 a cell failed, diverged or timed out; 2 bad input."
 
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="with --executor ray: the cluster to use ('auto', HOST:PORT or "
                                      "ray://HOST:PORT; default $RAY_ADDRESS, else a local Ray instance)")
     r.add_argument("--out", type=Path, help="run directory (default: results/<size>); re-running resumes it")
-    r.add_argument("--data-dir", type=Path, help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
+    r.add_argument("--data-dir", type=Path,
+                   help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
     r.add_argument("--retry-failed", action="store_true", help="recompute failed/diverged/timeout cells")
     r.add_argument("--epochs", type=int,
@@ -115,14 +116,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def _check_device(device: str, executor: str) -> None:
     """A device torch knows; for local cells also one this machine has (Ray checks its
     cluster's GPUs itself, and assigns them: hence plain ``cuda`` there)."""
-    import torch
+    from nskernel import Device
 
     try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {device!r}; expected cpu, cuda or cuda:N") from None
-    if dev.type != "cuda":
+        dev = Device(device)
+    except ValueError:
+        raise UsageError(f"unknown --device {device!r}; expected cpu, cuda, cuda:N or mps") from None
+    if not dev.is_cuda:
         return
+    import torch
+
     if executor == "ray":
         if dev.index is not None:
             raise UsageError(f"--device {device} with --executor ray: Ray assigns each cell its GPU; use --device cuda")
@@ -138,10 +141,6 @@ def _check_run_args(a: argparse.Namespace) -> None:
         raise UsageError("--jobs and --threads must be at least 1")
     if a.timeout is not None and not a.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {a.timeout}")
-    if a.epochs is not None and a.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {a.epochs}")
-    if a.max_train_s is not None and not a.max_train_s > 0:
-        raise UsageError(f"--max-train-s must be a positive number of seconds, got {a.max_train_s}")
     if any(s < 0 for s in a.seeds):
         raise UsageError(f"--seeds must be non-negative, got {','.join(map(str, a.seeds))}")
     if a.executor != "ray" and a.address:
@@ -180,9 +179,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from bench.metrics import METRICS
+    from bench.catalog import metric_catalog
     from methods import METHODS, VARIANTS
-    from methods.coarse import CoarseClassical
     from tasks import TASK_VARIANTS, TASKS
 
     print("tasks:")
@@ -193,15 +191,15 @@ def cmd_list(a: argparse.Namespace) -> int:
     print("methods (parameter=default):")
     for name, cls in METHODS.items():
         params = ", ".join(f"{k}={v}" for k, v in cls.param_defaults().items()) or (
-            "the task's solver parameters, e.g. coarse_fv:mean=geometric" if issubclass(cls, CoarseClassical)
-            else "no parameters")
+            "the task's solver parameters, e.g. coarse_fv:mean=geometric" if cls.open_params else "no parameters")
         print(f"  {name:<16} {cls.summary}\n  {'':<16} [{params}]")
     if VARIANTS:
         print("registered variants:\n  " + "\n  ".join(VARIANTS))
-    print("metrics:")
-    for name, m in METRICS.items():
-        print(f"  {name:<16} {m.description}")
-    print("  plus speedup, train_s, infer_s, fine_s, n_params, peak_mem_mb and task-specific metrics")
+    owners = {m.name: cls.name for cls in TASKS.values() for m in cls.metrics}
+    print("metrics (direction; task metrics name their task):")
+    for name, m in metric_catalog().items():
+        where = f" [{owners[name]}]" if name in owners else ""
+        print(f"  {name:<19} {m.direction:<10} {m.description}{where}")
     return 0
 
 

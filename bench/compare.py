@@ -2,13 +2,14 @@
 
 Cells are matched by (task, method, k, metric). Each side is summarised over seeds
 (mean, and the standard deviation across seeds). A change counts as a regression only
-if it goes in the *worse* direction (`bench.metrics.better`) by more than the tolerance
+if it goes in the *worse* direction (the metric's ``direction``) by more than the tolerance
 ``max(atol, rtol * |base|)`` **and** by more than the seed spread
 ``z * sqrt(sd_base^2 + sd_new^2)``. A cell that was ok in the baseline and is failed /
 diverged / timed out (or missing) in the new run is a regression too.
 
-Default tolerances cover the accuracy metrics tightly and the timing metrics loosely
-(timings on shared machines are noisy); override them per metric on the command line
+Default tolerances are each metric's own (`nskernel.Metric.tolerance`): tight for
+accuracy, loose for timings (shared machines are noisy), none for machine-dependent
+costs such as memory; override them per metric on the command line
 (``--tol rel_l2=0.02`` or ``--tol speedup=0.5:0``) or from a JSON file
 ``{"metric": {"rtol": r, "atol": a}}``.
 """
@@ -16,43 +17,27 @@ Default tolerances cover the accuracy metrics tightly and the timing metrics loo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.directions import better
-from bench.errors import UsageError
+from bench.catalog import metric_info
 from bench.records import read_results
+from nskernel import Tolerance
+from nskernel.errors import UsageError
+from nskernel.metric import base_name
 
 KEYS = ["task", "method", "k", "metric"]
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float
-    atol: float = 0.0
-
-
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "rel_l2": Tolerance(0.05, 1e-6), "conservation": Tolerance(0.05, 1e-6), "nll": Tolerance(0.0, 0.05),
-    "ece": Tolerance(0.1, 0.005), "crps": Tolerance(0.05, 1e-6), "coverage_90": Tolerance(0.0, 0.02),
-    "spectrum_err": Tolerance(0.05, 1e-6), "nusselt_err": Tolerance(0.05, 1e-3), "profile_err": Tolerance(0.05, 1e-6),
-    "speedup": Tolerance(0.5), "infer_s": Tolerance(1.0), "train_s": Tolerance(1.0),
-}
-#: metrics not compared unless a tolerance is given for them explicitly
-IGNORED_BY_DEFAULT = {"fine_s", "peak_mem_mb", "n_params", "decorrelation_time"}
-
-
 def tolerance_for(metric: str, overrides: dict[str, Tolerance]) -> Tolerance | None:
-    if metric in overrides:
-        return overrides[metric]
-    if metric in IGNORED_BY_DEFAULT:
-        return None
-    if metric.startswith("rollout_rel_l2@"):
-        return DEFAULT_TOLERANCES["rel_l2"]
-    return DEFAULT_TOLERANCES.get(metric, Tolerance(0.05, 1e-6))
+    """The tolerance of a column: an override, else the metric's own default (None: the
+    metric is not compared unless a tolerance is given for it)."""
+    for key in (metric, base_name(metric)):  # rollout_rel_l2@2, then rollout_rel_l2
+        if key in overrides:
+            return overrides[key]
+    return metric_info(metric).tolerance
 
 
 def parse_tolerances(items: list[str], file: Path | None = None) -> dict[str, Tolerance]:
@@ -115,12 +100,8 @@ def compare(base_path: Path, new_path: Path, overrides: dict[str, Tolerance] | N
             continue
         spread = z * float(np.hypot(row.sd_base, row.sd_new))
         limit = max(tol.atol, tol.rtol * abs(row.mean_base), spread)
-        direction = better(row.metric)
-        if direction.startswith("target:"):
-            target = float(direction.split(":")[1])
-            delta = abs(row.mean_new - target) - abs(row.mean_base - target)
-        else:
-            delta = (row.mean_new - row.mean_base) * (1 if direction == "lower" else -1)
+        metric = metric_info(row.metric)
+        delta = metric.score(row.mean_new) - metric.score(row.mean_base)
         verdicts.append("regressed" if delta > limit else "improved" if delta < -limit else "same")
         limits.append(limit)
     table["limit"], table["verdict"] = limits, verdicts

@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tasks.spec import Dataset
+from nskernel import Dataset
 
 FORMAT_VERSION = 1
 ENV_DATA_DIR = "NEUROSCALE_DATA"

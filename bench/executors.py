@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.cell import CellConfig, failure_record, run_cell
-from bench.errors import UsageError
 from bench.records import read_record, write_json_atomic
+from nskernel import Device
+from nskernel.errors import UsageError
 
 Record = dict[str, Any]
 Executor = Callable[[Sequence[CellConfig]], Iterator[tuple[CellConfig, Record]]]
@@ -121,12 +122,12 @@ def _cpus() -> int:
 
 def cell_resources(cell: CellConfig) -> dict[str, float]:
     """Ray resources of one cell: its CPU threads, and one whole GPU for a CUDA device."""
-    return {"num_cpus": cell.threads, "num_gpus": 1 if cell.device.startswith("cuda") else 0}
+    return {"num_cpus": cell.threads, "num_gpus": 1 if cell.device.is_cuda else 0}
 
 
 def check_cluster(ray: Any, threads: int, device: str) -> None:
     """Refuse (exit 2) a run no node could ever schedule, instead of waiting forever."""
-    need = {"CPU": float(threads), **({"GPU": 1.0} if device.startswith("cuda") else {})}
+    need = {"CPU": float(threads), **({"GPU": 1.0} if Device(device).is_cuda else {})}
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if not any(all(res.get(k, 0.0) >= v for k, v in need.items()) for res in nodes):
         have = "; ".join(f"CPU {r.get('CPU', 0):g}, GPU {r.get('GPU', 0):g}" for r in nodes) or "no live nodes"

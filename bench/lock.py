@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bench.errors import UsageError
+from nskernel.errors import UsageError
 
 LOCK_NAME = ".lock"
 # errno values meaning "this filesystem does not support flock", not "someone holds it".

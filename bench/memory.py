@@ -11,6 +11,8 @@ import os
 import threading
 from types import TracebackType
 
+from nskernel import Device
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -26,7 +28,7 @@ class PeakMemory:
     """``with PeakMemory(device) as pm: ...`` then ``pm.peak_mb``."""
 
     def __init__(self, device: str = "cpu", interval_s: float = 0.005) -> None:
-        self.device, self.interval_s = device, interval_s
+        self.device, self.interval_s = Device(device), interval_s
         self.peak_mb = float("nan")
         self._stop = threading.Event()
 
@@ -35,7 +37,7 @@ class PeakMemory:
             self._peak = max(self._peak, rss_bytes())
 
     def __enter__(self) -> PeakMemory:
-        if self.device.startswith("cuda"):
+        if self.device.is_cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -47,7 +49,7 @@ class PeakMemory:
         return self
 
     def __exit__(self, t: type | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        if self.device.startswith("cuda"):
+        if self.device.is_cuda:
             import torch
 
             self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20

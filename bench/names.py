@@ -16,11 +16,13 @@ import ast
 import dataclasses
 import fnmatch
 import importlib
+import inspect
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from bench.errors import UsageError
+from nskernel import SIZES, Method
+from nskernel.errors import UsageError
 
 ENTRY_POINT_GROUP = "neuroscale_bench.methods"
 
@@ -110,9 +112,12 @@ def _method_class(base: str) -> type:
     if ":" in base:
         module, _, attr = base.partition(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
             raise UsageError(f"cannot load external method {base!r}: {e}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Method)) or inspect.isabstract(cls):
+            raise UsageError(f"external method {base!r} is not a concrete subclass of nskernel.Method")
+        return cls
     raise UsageError(f"unknown method {base!r}; valid: {', '.join(sorted(classes))}, or module:Class")
 
 
@@ -123,8 +128,9 @@ def build_method(spec: str) -> tuple[str, Any]:
     defaults = cls.param_defaults()
     params: dict[str, Any] = {}
     for key, text in raw.items():
-        if defaults and key not in defaults:
-            raise UsageError(f"method {base!r} has no parameter {key!r}; valid: {', '.join(defaults)}")
+        if not cls.open_params and key not in defaults:
+            valid = ", ".join(defaults) or "none (it takes no parameters)"
+            raise UsageError(f"method {base!r} has no parameter {key!r}; valid: {valid}")
         try:
             params[key] = parse_value(text, defaults.get(key))
         except ValueError as e:
@@ -161,7 +167,6 @@ def resolve_methods(text: str) -> list[str]:
 def build_task(spec: str, size: str) -> tuple[str, Any]:
     """Instantiate a task for ``size`` from ``name[:field=value,...]``."""
     from tasks import TASKS
-    from tasks.spec import SIZES
 
     if size not in SIZES:
         raise UsageError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")

@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from nskernel import Device
+
 REPO = Path(__file__).resolve().parent.parent
 LIBRARIES = ("torch", "numpy", "scipy", "neuraloperator", "deepxde", "h5py", "pandas", "pyamg", "scikit-sparse")
 
@@ -48,7 +50,7 @@ def cpu_name() -> str:
 
 
 def gpu_name(device: str) -> str | None:
-    if not device.startswith("cuda"):
+    if not Device(device).is_cuda:
         return None
     import torch
 

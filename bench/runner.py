@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 from bench.cell import CellConfig
 from bench.config import BUDGETS, CELL_TIMEOUT_S
 from bench.data import load_or_generate
-from bench.errors import UsageError
 from bench.executors import Executor, open_executor
 from bench.lock import RunLock
 from bench.names import build_method, build_task, resolve_methods, resolve_tasks
 from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
+from nskernel import Budget, Device, Factors, lookup
+from nskernel.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,27 @@ def _check_ks(task_name: str, task: Any, ks: Sequence[int]) -> None:
             raise UsageError(f"task {task_name} has no targets for k={k}; valid: {list(spec.k_values)}")
 
 
+def resolve_budget(size: str, epochs: int | None, max_train_s: float | None) -> Budget:
+    """The training budget of every cell of a run: the size's, with the ``--epochs`` /
+    ``--max-train-s`` overrides applied; the one place it is built and validated."""
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    if max_train_s is not None and not max_train_s > 0:
+        raise UsageError(f"--max-train-s must be a positive number of seconds, got {max_train_s}")
+    return lookup(BUDGETS, size, "size").override(epochs=epochs, max_train_s=max_train_s)
+
+
 def plan(cfg: RunConfig) -> Plan:
     """Validate every name and factor and list the cells; raises `UsageError` before
     anything is computed or written."""
-    if cfg.size not in BUDGETS:
-        raise UsageError(f"unknown size {cfg.size!r}; valid: {', '.join(BUDGETS)}")
+    budget = resolve_budget(cfg.size, cfg.epochs, cfg.max_train_s)
     if cfg.timeout_s is not None and not cfg.timeout_s > 0:
         raise UsageError(f"the cell timeout must be positive, got {cfg.timeout_s}")
     try:
-        budget = BUDGETS[cfg.size].override(epochs=cfg.epochs, max_train_s=cfg.max_train_s)
+        factors = Factors(tuple(cfg.k_train), tuple(cfg.k_test))
+        device = Device(cfg.device)
     except ValueError as e:
-        raise UsageError(f"--epochs/--max-train-s: {e}") from None
+        raise UsageError(str(e)) from None
     tasks = resolve_tasks(cfg.tasks)
     methods = resolve_methods(cfg.methods)
     # A longer training cap moves the default cell limit by as much (evaluation keeps its share).
@@ -103,13 +114,11 @@ def plan(cfg: RunConfig) -> Plan:
         spec = task.spec()
         for m in methods:
             name, method = build_method(m)
-            method.not_applicable(spec)  # raises UsageError for parameters the task rejects
+            method.check_spec(spec)  # raises UsageError for parameters the task rejects
             for seed in cfg.seeds:
-                cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, k_train=tuple(cfg.k_train),
-                                  k_test=tuple(cfg.k_test), device=cfg.device, dtype=cfg.dtype,
-                                  threads=cfg.threads, timeout_s=timeout, data_dir=str(cfg.data_dir),
-                                  run_dir=str(cfg.out), progress=cfg.progress, epochs=cfg.epochs,
-                                  max_train_s=cfg.max_train_s)
+                cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, factors=factors, budget=budget,
+                                  device=device, dtype=cfg.dtype, threads=cfg.threads, timeout_s=timeout,
+                                  data_dir=str(cfg.data_dir), run_dir=str(cfg.out), progress=cfg.progress)
                 cells.append(cell)
                 if _needs_run(cell, cfg):
                     todo.append(cell)

@@ -74,7 +74,7 @@ def measure(
         fn()
     best: tuple[list[float], float] | None = None
     n = 0
-    for n in range(1, attempts + 1):
+    for n in range(1, attempts + 1):  # noqa: B007 -- n (rounds taken) is reported after the loop
         times, load = _one_round(fn, repeats)
         if best is None or not load >= best[1]:
             best = (times, load)

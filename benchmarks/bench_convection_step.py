@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tasks.convection import Convection  # noqa: E402
+from tasks.convection.task import Convection  # noqa: E402
 
 
 def best_of(fn: Callable[[], object], repeats: int = 40, number: int = 1) -> float:

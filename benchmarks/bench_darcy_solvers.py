@@ -36,10 +36,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tasks import fv2d  # noqa: E402
-from tasks.darcy import MEANS, Darcy, coarse_fv_solve, conservation  # noqa: E402
-from tasks.grid import restrict  # noqa: E402
-from tasks.spd_solve import available_solvers  # noqa: E402
+from nskernel.grid import restrict  # noqa: E402
+from tasks.darcy import fv as fv2d  # noqa: E402
+from tasks.darcy.task import MEANS, Darcy, coarse_fv_solve, conservation  # noqa: E402
+from tasks.numerics.spd_solve import available_solvers  # noqa: E402
 
 
 def per_sample(fn: Callable[[], object], n: int) -> float:

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tasks import turbulence_kernels as tk
-from tasks.turbulence_solver import FFT_PER_STEP, VorticitySolver, kolmogorov_forcing
+from tasks.turbulence import kernels as tk
+from tasks.turbulence.solver import FFT_PER_STEP, VorticitySolver, kolmogorov_forcing
 
 STEPS = 10  # steps per timed call, as `advance` runs them (buffers reused across steps)
 
@@ -86,7 +86,7 @@ def bench(n: int, streams: int, repeats: int) -> dict[str, float]:
             torch.set_num_threads(streams)  # torch parallelises inside ops instead
             s = make()
             w = s.to_spectral(rng.standard_normal((streams, n, n)))
-            out["torch_ms"] = 1e3 * best_time(lambda: s.steps(w, 1e-3, STEPS), repeats) / streams / STEPS
+            out["torch_ms"] = 1e3 * best_time(lambda s=s, w=w: s.steps(w, 1e-3, STEPS), repeats) / streams / STEPS
             continue
         ss = [make() for _ in range(streams)]
         ws = [s.to_spectral(rng.standard_normal((1, n, n))) for s in ss]

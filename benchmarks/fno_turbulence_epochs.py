@@ -13,9 +13,9 @@ import sys
 import time
 
 from bench.cell import CellConfig, dataset_for, train_test
-from bench.config import Budget, Context
 from bench.evaluate import evaluate
 from bench.names import build_method
+from nskernel import Budget, Context
 
 
 def main(epochs: int) -> None:

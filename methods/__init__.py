@@ -1,19 +1,16 @@
 """Methods. ``METHODS`` maps a registry name to its class; ``VARIANTS`` lists the named
-parameter variants that ``--methods all`` runs besides the defaults."""
+parameter variants that ``--methods all`` runs besides the defaults.
 
-from bench.registry import build_registry
-from methods.bpinn import BPINN
+Families are subpackages (``fno_family``, ``neuroscale``, ``pinn``); the shared neural
+machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) and
+``ensemble`` (the one ensemble mechanism)."""
+
 from methods.coarse import CoarseFV, CoarseSpectral
-from methods.equino import EquiNO
-from methods.fno import FNO
-from methods.fno_uq import FNOEnsemble, FNOMCDropout
-from methods.gfno import GFNO
+from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
 from methods.mean import MeanField
 from methods.neuroscale import NeuroScale
-from methods.pinn import PINN
-from methods.pino import PINO
-from methods.pipno import PIPNO
-from methods.ppino import PPINO
+from methods.pinn import BPINN, PINN
+from nskernel import build_registry
 
 METHODS = build_registry(
     [

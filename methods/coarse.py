@@ -8,28 +8,27 @@ validated against the defaults the task declares.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import abc
+from typing import Any
 
 import numpy as np
 
-from bench.config import Budget, Context
-from bench.errors import UsageError
-from methods.base import Method, Prediction
-from tasks.spec import CoarseSolver, Dataset, TaskSpec
+from nskernel import Budget, CoarseSolver, Context, Dataset, Method, Prediction, TaskSpec
+from nskernel.errors import UsageError
 
 
 class CoarseClassical(Method):
-    """Base for the classical coarse solvers; ``family`` selects the task's solver."""
+    """Abstract base of the classical coarse solvers; ``family`` selects the task's solver."""
 
-    family: ClassVar[str] = ""
+    open_params = True  # the parameters are the task's solver's (checked in `check_spec`)
 
     def __init__(self, **params: Any) -> None:
-        # Parameters belong to the task's solver; they are checked against it in `fit`.
         self.params = dict(params)
 
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {}
+    @property
+    @abc.abstractmethod
+    def family(self) -> str:
+        """The key of the task's solver in ``TaskSpec.coarse_solvers``."""
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)
@@ -40,6 +39,11 @@ class CoarseClassical(Method):
     def not_applicable(self, spec: TaskSpec) -> str | None:
         if self.family not in spec.coarse_solvers:
             return f"task {spec.name} has no classical '{self.family}' coarse solver"
+        return None
+
+    def check_spec(self, spec: TaskSpec) -> None:
+        if self.family not in spec.coarse_solvers:
+            return  # not applicable: recorded n/a, whatever the parameters
         solver = self._solver(spec)
         unknown = sorted(set(self.params) - set(solver.params))
         if unknown:
@@ -49,7 +53,6 @@ class CoarseClassical(Method):
             if key in solver.choices and value not in solver.choices[key]:
                 valid = ", ".join(map(str, solver.choices[key]))
                 raise UsageError(f"{self.name}: {key}={value} is not valid for task {spec.name}; valid: {valid}")
-        return None
 
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> CoarseClassical:
         self._impl = self._solver(spec)
@@ -68,10 +71,10 @@ class CoarseClassical(Method):
 class CoarseFV(CoarseClassical):
     name = "coarse_fv"
     summary = "task's finite-volume/difference scheme on the k-coarse grid"
-    family = "fv"
+    family = "fv"  # type: ignore[assignment]
 
 
 class CoarseSpectral(CoarseClassical):
     name = "coarse_spectral"
     summary = "task's pseudo-spectral solver at N/k (+ eddy viscosity)"
-    family = "spectral"
+    family = "spectral"  # type: ignore[assignment]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.config import Budget, Context
-from methods.base import Method, Prediction
-from tasks.grid import restrict
-from tasks.spec import Dataset, TaskSpec
+from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
+from nskernel.grid import restrict
 
 
 class MeanField(Method):

@@ -1,7 +1,9 @@
-"""Base class for neural operators: normalisation, data on device, the shared training
-loop, batched prediction. A subclass provides ``build_model`` and, optionally, extra
-loss terms (``loss_terms``) or a probabilistic head (``predict_normalised``, which
-serves several factors k from one network pass).
+"""`NeuralMethod`: the abstract base of every neural operator. It owns normalisation,
+data on the device, training through the shared loop (`methods.training.train`), deep
+ensembles through the one ensemble mechanism (`methods.ensemble`), batched prediction
+and rollouts. A method declares its network (``build_model``) and its loss
+(``loss_terms``); a probabilistic head overrides ``predict_normalised``, which serves
+several factors k from one network pass.
 
 Convention: the network maps the normalised fine input ``(B, C_in, H, W)`` to a field on
 the fine grid, ``(B, C_out, H, W)``; the prediction at factor ``k`` is ``R_k`` of it.
@@ -11,6 +13,7 @@ every k, including a factor never seen in training.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,12 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.config import Budget, Context, expected_eval_s, expected_train_s
-from bench.errors import Diverged
-from bench.training import TrainLog, train
-from methods.base import Method, Prediction
-from tasks.grid import restrict
-from tasks.spec import Dataset, TaskSpec
+from methods.ensemble import train_members
+from methods.training import TrainLog, merge_logs, train
+from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
+from nskernel.errors import Diverged
+from nskernel.grid import restrict
 
 
 def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -33,7 +35,7 @@ def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (num / den).mean()
 
 
-def _to(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+def to_context(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
     """Move to the context's device and dtype. ``Module.to(dtype)`` would also cast the
     complex spectral weights of Fourier layers to real, so cast each tensor by kind."""
     model = model.to(ctx.device)
@@ -47,36 +49,32 @@ def _to(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
 
 
 class NeuralMethod(Method):
-    """Shared machinery; subclasses set hyperparameters ``lr`` and ``weight_decay``."""
+    """Abstract base; every neural method declares ``lr`` and ``weight_decay`` (AdamW)."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    #: True while `advance` runs: a rollout is scored on its mean only, so stochastic
-    #: predictors (MC dropout) may return the dropout-off mean there instead of paying
-    #: for their sample passes at every step
-    in_rollout: bool = False
+    _rollout = False  # not a hyperparameter (unannotated): see `in_rollout`
 
-    @contextmanager
-    def rollout_mode(self) -> Iterator[None]:
-        """Set `in_rollout` for the duration of one rollout step."""
-        self.in_rollout = True
-        try:
-            yield
-        finally:
-            self.in_rollout = False
-
-    # -- hooks for subclasses --------------------------------------------------------
+    # -- what a neural method declares -------------------------------------------------
+    @abc.abstractmethod
     def build_model(self, spec: TaskSpec) -> torch.nn.Module:
-        raise NotImplementedError
+        """The network ``(B, C_in, H, W) -> (B, C_out', H, W)`` on the fine grid."""
 
-    def loss_terms(
-        self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Loss terms for a batch; their sum is minimised. Default: relative L2 of the
-        de-normalised prediction against every training factor's target."""
-        out = self.model(x)
-        data = sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items())
-        return {"data": data / len(ys)}
+    @abc.abstractmethod
+    def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch for the network being trained (``self.model``); their
+        sum is minimised. ``x``: normalised inputs, ``ys``: targets per training factor
+        (physical units), ``idx``: the batch's sample indices."""
+
+    def ensemble_size(self) -> int | None:
+        """Members of a deep ensemble (`methods.ensemble`), or None: one network trained
+        on the cell's own seed and budget."""
+        return None
+
+    def data_loss(self, out: torch.Tensor, ys: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Relative L2 of the de-normalised ``R_k`` of the network output ``out`` against
+        every training factor's target (the metric the suite reports), averaged over k."""
+        return sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items()) / len(ys)
 
     def predict_normalised(
         self, x: torch.Tensor, ks: tuple[int, ...]
@@ -92,7 +90,24 @@ class NeuralMethod(Method):
         y0 = train_data.targets[min(train_data.targets)]
         return y0.mean(axis=(0, 2, 3)), y0.std(axis=(0, 2, 3))
 
-    # -- normalisation ---------------------------------------------------------------
+    # -- rollouts ------------------------------------------------------------------------
+    @property
+    def in_rollout(self) -> bool:
+        """True while `advance` runs: a rollout is scored on its mean only, so stochastic
+        predictors (MC dropout) may return the dropout-off mean there instead of paying
+        for their sample passes at every step."""
+        return self._rollout
+
+    @contextmanager
+    def rollout_mode(self) -> Iterator[None]:
+        """Set `in_rollout` for the duration of one rollout step."""
+        self._rollout = True
+        try:
+            yield
+        finally:
+            self._rollout = False
+
+    # -- normalisation -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self._x_mean) / self._x_std
 
@@ -102,9 +117,7 @@ class NeuralMethod(Method):
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=self._ctx.torch_dtype, device=self._ctx.device)
 
-    # -- contract --------------------------------------------------------------------
-    def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuralMethod:
-        self._spec, self._ctx, self._batch = spec, ctx, budget.batch_size
+    def _normalise(self, train_data: Dataset) -> None:
         x = train_data.inputs
         y_mean, y_std = self.output_stats(train_data)
         # Per-channel scalars keep R_k(decode(z)) == decode(R_k(z)) for every k.
@@ -112,9 +125,27 @@ class NeuralMethod(Method):
         self._x_std = self._tensor(x.std(axis=(0, 2, 3)) + 1e-8).view(1, -1, 1, 1)
         self._y_mean = self._tensor(np.asarray(y_mean)).view(1, -1, 1, 1)
         self._y_std = self._tensor(np.asarray(y_std) + 1e-8).view(1, -1, 1, 1)
-        X = self.encode(self._tensor(x))
+
+    # -- contract --------------------------------------------------------------------
+    def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuralMethod:
+        self._spec, self._ctx, self._batch = spec, ctx, budget.batch_size
+        self._normalise(train_data)
+        X = self.encode(self._tensor(train_data.inputs))
         Ys = {k: self._tensor(v) for k, v in train_data.targets.items()}
-        self.model = _to(self.build_model(spec), ctx)
+        n = self.ensemble_size()
+        if n is None:
+            trained = [self._train_network(X, Ys, budget, ctx)]
+        else:
+            trained = train_members(n, budget, ctx, lambda share, c: self._train_network(X, Ys, share, c))
+        self.networks = [model for model, _ in trained]
+        self.member_logs = [log for _, log in trained]
+        self.train_log = self.member_logs[0] if n is None else merge_logs(self.member_logs)
+        return self
+
+    def _train_network(self, X: torch.Tensor, Ys: dict[int, torch.Tensor], budget: Budget,
+                       ctx: Context) -> tuple[torch.nn.Module, TrainLog]:
+        """Build one network (``self.model`` while it trains) and run the shared loop."""
+        self.model = to_context(self.build_model(self._spec), ctx)
         self.model.train()
 
         def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -122,12 +153,10 @@ class NeuralMethod(Method):
             total = sum(terms.values())
             return total, {n: float(t.detach()) for n, t in terms.items()}
 
-        self.train_log: TrainLog = train(
-            self.model.parameters(), loss_fn, len(train_data), budget=budget, ctx=ctx,
-            lr=self.lr, weight_decay=self.weight_decay, desc=f"train {self.name}",
-        )
+        log = train(self.model.parameters(), loss_fn, len(X), budget=budget, ctx=ctx, lr=self.lr,
+                    weight_decay=self.weight_decay, desc=f"train {self.name}")
         self.model.eval()
-        return self
+        return self.model, log
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         return self._batched(inputs, (k,))[k]
@@ -156,7 +185,7 @@ class NeuralMethod(Method):
 
     def estimate_s(self, budget: Budget) -> float:
         # Training is bound by its time cap at `small` and above; plus evaluation/timing.
-        return expected_train_s(budget) + expected_eval_s(budget)
+        return budget.expected_train_s() + budget.expected_eval_s()
 
     @torch.no_grad()
     def advance(self, state: np.ndarray, k: int) -> Prediction:
@@ -170,7 +199,10 @@ class NeuralMethod(Method):
             return self._batched(state, (1,))[1]
 
     def n_params(self) -> int | None:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return sum(p.numel() for net in self.networks for p in net.parameters() if p.requires_grad)
 
     def diagnostics(self) -> dict[str, Any]:
-        return {"train_log": self.train_log.to_dict()}
+        out: dict[str, Any] = {"train_log": self.train_log.to_dict()}
+        if self.ensemble_size() is not None:
+            out["member_logs"] = [log.to_dict() for log in self.member_logs]
+        return out

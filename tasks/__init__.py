@@ -1,6 +1,8 @@
-"""Benchmark problems. ``TASKS`` maps a task name to its frozen dataclass."""
+"""Benchmark problems. ``TASKS`` maps a task name to its frozen dataclass; each task
+family is a subpackage (``tasks/darcy``, ``tasks/turbulence``, ``tasks/convection``),
+with numerics shared between them in ``tasks/numerics``."""
 
-from bench.registry import build_registry
+from nskernel import build_registry
 from tasks.convection import Convection
 from tasks.darcy import Darcy
 from tasks.turbulence import Turbulence

@@ -10,56 +10,57 @@ import time
 import numpy as np
 import torch
 
-from methods.mean import MeanField
+from tests.plugins import MeanBased, Unchanged
 
 
-class HugeRecord(MeanField):
+class HugeRecord(MeanBased):
     """A correct method whose record is large (its diagnostics hold ``n`` numbers), so
     writing it takes long enough for a test to kill the process in the middle."""
 
     name = "huge_record"
 
-    def __init__(self, n: int = 1_500_000) -> None:
-        self.n = n
+    n: int = 1_500_000
+
+    def alter(self, p):
+        return p
 
     def diagnostics(self) -> dict:
         return {"blob": np.linspace(0.0, 1.0, self.n).tolist()}
 
 
-class Hang(MeanField):
+class Hang(Unchanged):
     """Blocks for ``seconds`` and never checks a deadline (a solver stuck in a loop)."""
 
     name = "hang"
 
-    def __init__(self, seconds: float = 90.0) -> None:
-        self.seconds = seconds
+    seconds: float = 90.0
 
     def fit(self, train, spec, budget, ctx):
         time.sleep(self.seconds)
-        return super().fit(train, spec, budget, ctx)
+        return MeanBased.fit(self, train, spec, budget, ctx)
 
 
-class NumpyOOM(MeanField):
+class NumpyOOM(Unchanged):
     """Asks numpy for 8 PB: more than any address space, so it fails even with overcommit."""
 
     name = "numpy_oom"
 
     def fit(self, train, spec, budget, ctx):
         np.ones(10**15)
-        return super().fit(train, spec, budget, ctx)
+        return MeanBased.fit(self, train, spec, budget, ctx)
 
 
-class TorchOOM(MeanField):
+class TorchOOM(Unchanged):
     """The same through torch, which raises RuntimeError ("can't allocate memory")."""
 
     name = "torch_oom"
 
     def fit(self, train, spec, budget, ctx):
         torch.ones(10**15)
-        return super().fit(train, spec, budget, ctx)
+        return MeanBased.fit(self, train, spec, budget, ctx)
 
 
-class SelfKill(MeanField):
+class SelfKill(Unchanged):
     """Its worker process dies by SIGKILL, as when the kernel's OOM killer picks it."""
 
     name = "self_kill"
@@ -68,21 +69,20 @@ class SelfKill(MeanField):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class NestedRun(MeanField):
+class NestedRun(Unchanged):
     """Starts a second ``bench run`` into ``out`` from inside a running cell and keeps its
     exit code: the outer run must still hold the run directory then."""
 
     name = "nested_run"
 
-    def __init__(self, out: str = "") -> None:
-        self.out = out
+    out: str = ""
 
     def fit(self, train, spec, budget, ctx):
         from bench.cli import main
 
         self.nested_rc = main(["run", "--tasks", "darcy", "--methods", "mean", "--size", "smoke", "--out", self.out,
                                "--quiet", "--no-report"])
-        return super().fit(train, spec, budget, ctx)
+        return MeanBased.fit(self, train, spec, budget, ctx)
 
     def diagnostics(self) -> dict:
         return {"nested_rc": self.nested_rc}

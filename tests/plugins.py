@@ -1,43 +1,78 @@
 """Deliberately misbehaving methods, loaded by the tests as external ``module:Class``
-specs (which also exercises the plug-in path)."""
+specs (which also exercises the plug-in path).
+
+Methods are abstract or final (`nskernel.method`), so these do not subclass the final
+`mean` method: they share `MeanBased`, an abstract base that delegates to it and lets
+each plugin change its predictions (``alter``) or its fit."""
 
 from __future__ import annotations
 
+import abc
 import time
 
 import numpy as np
 
-from methods.base import Prediction
 from methods.mean import MeanField
+from nskernel import Method, Prediction
 
 
-class Raising(MeanField):
+class MeanBased(Method):
+    """The `mean` baseline's behaviour; a subclass says how its predictions are altered."""
+
+    @abc.abstractmethod
+    def alter(self, p: Prediction) -> Prediction:
+        """The prediction this method returns instead of the mean baseline's ``p``."""
+
+    def fit(self, train, spec, budget, ctx):
+        self._mean = MeanField().fit(train, spec, budget, ctx)
+        return self
+
+    def k_not_supported(self, k: int, k_train: tuple[int, ...]) -> str | None:
+        return MeanField().k_not_supported(k, k_train)
+
+    def predict(self, inputs: np.ndarray, k: int) -> Prediction:
+        return self.alter(self._mean.predict(inputs, k))
+
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        return self.alter(self._mean.advance(state, k))
+
+
+class Unchanged(MeanBased, abc.ABC):
+    """Abstract: the mean baseline unchanged, for plugins that misbehave elsewhere."""
+
+    def alter(self, p: Prediction) -> Prediction:
+        return p
+
+    @abc.abstractmethod
+    def fit(self, train, spec, budget, ctx): ...
+
+
+class Raising(Unchanged):
     name = "raising"
 
     def fit(self, train, spec, budget, ctx):
         raise RuntimeError("boom: this method always fails")
 
 
-class NaNPredictor(MeanField):
+class NaNPredictor(MeanBased):
     name = "nan"
 
-    def predict(self, inputs: np.ndarray, k: int) -> Prediction:
-        p = super().predict(inputs, k)
+    def alter(self, p: Prediction) -> Prediction:
         p.mean[0, 0, 0, 0] = np.nan
         return p
 
 
-class Sleeper(MeanField):
+class Sleeper(Unchanged):
     """Ignores every deadline check: only the hard limit can stop it."""
 
     name = "sleeper"
 
     def fit(self, train, spec, budget, ctx):
         time.sleep(60)
-        return super().fit(train, spec, budget, ctx)
+        return MeanBased.fit(self, train, spec, budget, ctx)
 
 
-class Interrupting(MeanField):
+class Interrupting(Unchanged):
     """Simulates Ctrl-C in the middle of a run."""
 
     name = "interrupting"
@@ -46,14 +81,12 @@ class Interrupting(MeanField):
         raise KeyboardInterrupt
 
 
-class Scaled(MeanField):
+class Scaled(MeanBased):
     """The mean baseline with a tunable, deliberate degradation (for compare tests)."""
 
     name = "scaled"
 
-    def __init__(self, factor: float = 1.0) -> None:
-        self.factor = factor
+    factor: float = 1.0
 
-    def predict(self, inputs: np.ndarray, k: int) -> Prediction:
-        p = super().predict(inputs, k)
+    def alter(self, p: Prediction) -> Prediction:
         return Prediction(mean=p.mean * self.factor)

@@ -7,18 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import Budget, Context
-from methods.equino import EquiNO
-from methods.fno import FNO
-from methods.fno_uq import FNOEnsemble, FNOMCDropout
-from methods.gfno import GFNO
-from methods.gfno_layers import make_group, transform
-from methods.pino import PINO, residual_rms
-from methods.pipno import PIPNO
-from methods.ppino import PPINO, derivative_features
-from tasks.darcy import Darcy
-from tasks.grid import restrict
-from tasks.spec import Dataset, TaskSpec
+from methods.fno_family.equino import EquiNO
+from methods.fno_family.fno import FNO
+from methods.fno_family.gfno import GFNO
+from methods.fno_family.gfno_layers import make_group, transform
+from methods.fno_family.pino import PINO, residual_rms
+from methods.fno_family.pipno import PIPNO
+from methods.fno_family.ppino import PPINO, derivative_features
+from methods.fno_family.uq import FNOEnsemble, FNOMCDropout
+from nskernel import Budget, Context, Dataset, TaskSpec
+from nskernel.grid import restrict
+from tasks.darcy.task import Darcy
 
 TINY = Budget(epochs=1, max_train_s=30.0, batch_size=8)
 NO_TRAINING = Budget(epochs=0, max_train_s=30.0, batch_size=8)

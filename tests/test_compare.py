@@ -5,8 +5,8 @@ import pytest
 
 from bench.cli import main
 from bench.compare import compare, parse_tolerances
-from bench.errors import UsageError
 from bench.records import CSV_COLUMNS
+from nskernel.errors import UsageError
 
 
 def _write(path, rows):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.boussinesq import SpectralFD
-from tasks.convection import DT_TOL, Convection, auto_height
-from tasks.convection_physics import conservation, divergence, nusselt, plate_nusselt, profile_err
-from tasks.grid import restrict
-from tasks.spec import K_VALUES, Dataset
+from nskernel import K_VALUES, Dataset, Prediction
+from nskernel.grid import restrict
+from tasks.convection.boussinesq import SpectralFD
+from tasks.convection.physics import conservation, divergence, nusselt, plate_nusselt, profile_err
+from tasks.convection.task import DT_TOL, Convection, auto_height
 
 RA_C_NO_SLIP, K_C_NO_SLIP = 1707.762, 3.1163
 RA_C_FREE, K_C_FREE = 27.0 * math.pi**4 / 4.0, math.pi / math.sqrt(2.0)
@@ -191,7 +191,7 @@ def test_spec_protocol(task: Convection) -> None:
     assert all(n % 16 == 0 for n in spec.fine_shape)
     assert set(spec.coarse_solvers) == {"fv", "spectral"}
     assert all(sol.advance is not None and {"cs", "cfl"} <= set(sol.params) for sol in spec.coarse_solvers.values())
-    assert set(spec.extra_metrics) == {"nusselt_err", "profile_err"}
+    assert {m.name for m in spec.metrics} == {"nusselt_err", "profile_err"}
     small = Convection.sized("small")
     assert small.n_train % small.samples_per_run == 0  # the train/test split falls between runs
     assert auto_height(1e8) >= 2 * auto_height(1e6) and dataclasses.replace(small, ra=1e8).shape[0] == auto_height(1e8)
@@ -273,16 +273,17 @@ def test_residual_hook_truth_vs_wrong(task: Convection, data: Dataset) -> None:
     assert r_true < float(spec.residual(persistence, data.inputs, k).norm())
 
 
-def test_extra_metrics(task: Convection, data: Dataset) -> None:
+def test_task_metrics(task: Convection, data: Dataset) -> None:
     spec, y = task.spec(), data.targets[8]
-    for fn in spec.extra_metrics.values():
-        np.testing.assert_array_equal(fn(y, y, data.inputs, 8), 0.0)
+    metrics = {m.name: m for m in spec.metrics}
+    for m in metrics.values():
+        np.testing.assert_array_equal(m.fn(Prediction(y), y, data.inputs, 8, spec), 0.0)
     conduction = y.copy()
     conduction[:, 0] = 1.0 - (np.arange(y.shape[-2]) + 0.5)[:, None] / y.shape[-2]
     np.testing.assert_allclose(profile_err(conduction, y), 1.0, rtol=1e-6)
     still = y.copy()
     still[:, 1:] = 0.0
-    np.testing.assert_allclose(spec.extra_metrics["nusselt_err"](still, y, data.inputs, 8),
+    np.testing.assert_allclose(metrics["nusselt_err"].fn(Prediction(still), y, data.inputs, 8, spec),
                                1.0 - 1.0 / nusselt(y, task.ra, task.pr), rtol=1e-6)
 
 

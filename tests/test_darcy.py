@@ -5,9 +5,10 @@ import pytest
 import scipy.fft
 import torch
 
-from tasks import fv2d, spd_solve
-from tasks.darcy import MEANS, Darcy, coarse_fv_solve, grf, residual, upscale
-from tasks.grid import cell_centres, restrict
+from nskernel.grid import cell_centres, restrict
+from tasks.darcy import fv as fv2d
+from tasks.darcy.task import MEANS, Darcy, coarse_fv_solve, grf, residual, upscale
+from tasks.numerics import spd_solve
 
 
 def manufactured(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

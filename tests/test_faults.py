@@ -232,7 +232,7 @@ def finished_run(tmp_path_factory, data_dir) -> Path:
     (["--tasks", "darcy:n_test=-2"], "n_train and n_test must be at least 1"),
     (["--tasks", "darcy:resolution=24"], "multiple of 16"),
     (["--tasks", "darcy:viscosity=2"], "has no field 'viscosity'"),
-    (["--methods", "mean:window=3"], "cannot build method"),
+    (["--methods", "mean:window=3"], "has no parameter 'window'; valid: none"),
 ])
 def test_bad_input_exits_2_and_leaves_an_existing_run_untouched(finished_run, data_dir, capsys, args, message):
     before = snapshot(finished_run)

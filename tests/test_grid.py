@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.grid import prolong, restrict, restrict_dy
+from nskernel.grid import prolong, restrict, restrict_dy
 
 
 def test_restrict_preserves_integral_and_composes():

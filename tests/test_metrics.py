@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from scipy.special import ndtr, ndtri
 
-from bench.metrics import METRICS, better, core
+from bench.catalog import metric_catalog, metric_info
+from bench.metrics import METRICS, core
+from nskernel import Metric, Tolerance
+from nskernel.errors import UsageError
 
 RNG = np.random.default_rng(0)
 
@@ -75,5 +78,26 @@ def test_coverage(gaussian):
 
 def test_registry_names_and_directions():
     assert {"rel_l2", "conservation", "nll", "ece", "crps", "coverage_90"} <= set(METRICS)
-    assert better("speedup") == "higher" and better("rel_l2") == "lower"
-    assert better("rollout_rel_l2@4") == "lower" and better("coverage_90").startswith("target")
+    assert metric_info("speedup").direction == "higher" and metric_info("rel_l2").direction == "lower"
+    assert metric_info("rollout_rel_l2@4") is METRICS["rollout_rel_l2"]
+    assert metric_info("coverage_90").score(0.85) == pytest.approx(0.05)  # closest to 0.9 is best
+    assert metric_info("speedup").score(3.0) < metric_info("speedup").score(2.0)  # higher is better
+    with pytest.raises(UsageError, match="valid: rel_l2"):
+        metric_info("rel_l3")
+
+
+def test_task_metrics_are_in_the_catalog_once():
+    catalog = metric_catalog()
+    assert {"spectrum_err", "nusselt_err", "profile_err"} <= set(catalog)
+    assert catalog["nusselt_err"].tolerance == Tolerance(0.05, 1e-3)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"direction": "sideways"}, "unknown metric direction"),
+    ({"group": "misc"}, "unknown group"),
+    ({"requires": ("gpu",)}, "unknown requirement"),
+    ({"name": "a@b"}, "free of '@'"),
+])
+def test_metric_records_reject_bad_declarations(bad, match):
+    with pytest.raises(ValueError, match=match):
+        Metric(**{"name": "m", "description": "d", **bad})

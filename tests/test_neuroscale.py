@@ -20,14 +20,15 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from bench.config import Budget, Context
-from bench.errors import UsageError
+from bench.names import build_method
+from methods.ensemble import mixture_moments
 from methods.neuroscale import NeuroScale
 from methods.neuroscale.attention import CrossScaleAttention
 from methods.neuroscale.losses import PhysicsLoss, gaussian_nll
-from methods.neuroscale.uncertainty import VarianceHead, mc_dropout, mixture_moments
-from tasks.grid import cell_centres, prolong, restrict
-from tasks.spec import Dataset, TaskSpec
+from methods.neuroscale.uncertainty import VarianceHead, mc_dropout
+from nskernel import Budget, Context, Dataset, TaskSpec
+from nskernel.errors import UsageError
+from nskernel.grid import cell_centres, prolong, restrict
 
 N = 32  # fine grid of the synthetic tasks
 TINY = dict(width=8, heads=2, layers=1, mc_samples=3)
@@ -125,8 +126,10 @@ def test_params_stored_unchanged_and_variants_construct() -> None:
     for variant in ({"gamma": 0}, {"beta": 0}, {"scales": 1}, {"dropout": 0},
                     *({"ensemble": m} for m in (1, 2, 4, 8))):
         assert NeuroScale(**variant).get_params() == dict(defaults, **variant)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError, match="window=2"):
         NeuroScale(window=2)
+    with pytest.raises(UsageError, match="window=2"):  # on the command line: exit code 2
+        build_method("neuroscale:window=2")
     assert NeuroScale(scales=5, stem=4).not_applicable(POISSON) is not None
 
 
@@ -271,7 +274,7 @@ def test_ensemble_variance_positive_and_shrinks_where_members_agree(fitted_poiss
     x = poisson_data(3, seed=9).inputs
     with torch.no_grad():
         xt = m.encode(m._tensor(x))
-        outs = [member.predict(xt, 4) for member in m.members]
+        outs = [member.predict(xt, 4) for member in m.networks]
     means = torch.stack([m.decode(mu) for mu, _ in outs])
     ale = torch.stack([torch.exp(lv) * m._y_std**2 for _, lv in outs])
     before = m.predict(x, 4)
@@ -279,13 +282,13 @@ def test_ensemble_variance_positive_and_shrinks_where_members_agree(fitted_poiss
     spread = (means - means.mean(0)).pow(2).mean(0)
     assert (spread > 0).all()
     np.testing.assert_allclose(before.var, (ale.mean(0) + spread).numpy(), rtol=1e-4)
-    m.members[1].load_state_dict(m.members[0].state_dict())  # the members now agree
+    m.networks[1].load_state_dict(m.networks[0].state_dict())  # the members now agree
     after = m.predict(x, 4)
     np.testing.assert_allclose(after.var, ale[0].numpy(), rtol=1e-4)  # aleatoric only
 
 
 def test_mc_dropout_draws_differ_and_are_reproducible(fitted_poisson: NeuroScale) -> None:
-    member = fitted_poisson.members[0]
+    member = fitted_poisson.networks[0]
     x = torch.randn(2, 2, N, N)
     draws = []
     for seed in (1, 2, 1):

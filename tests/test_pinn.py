@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import Context
-from methods.bpinn import inverse_dirichlet
-from methods.hmc import hmc
-from methods.pinn import annealed_weights, import_deepxde, solve_pinn
-from tasks.convection_pointwise import state_derivatives
-from tasks.darcy import Darcy
-from tasks.darcy_pointwise import darcy_pointwise
-from tasks.pointwise import PointSet, PointwisePDE, grad
+from methods.pinn.bpinn import inverse_dirichlet
+from methods.pinn.hmc import hmc
+from methods.pinn.pinn import annealed_weights, import_deepxde, solve_pinn
+from nskernel import Context, PointSet, PointwisePDE
+from tasks.convection.pointwise import state_derivatives
+from tasks.darcy.pointwise import darcy_pointwise
+from tasks.darcy.task import Darcy
+from tasks.numerics.pointwise import grad
 
 
 # ------------------------------------------------------------------------------ HMC
@@ -217,8 +217,8 @@ def test_convection_state_derivatives_are_second_order():
 def test_convection_conduction_state_is_a_steady_solution():
     """At rest with the conduction profile and a zero network, every residual vanishes,
     and the prediction is the input state (persistence)."""
-    from tasks.convection import Convection
-    from tasks.convection_pointwise import convection_pointwise
+    from tasks.convection.pointwise import convection_pointwise
+    from tasks.convection.task import Convection
 
     task = Convection(ra=1e5, height=16, width=64, n_train=0, n_test=1)
     pde = convection_pointwise(task)
@@ -240,8 +240,8 @@ def test_turbulence_kolmogorov_flow_is_steady_and_marked_infeasible():
     """The laminar Kolmogorov flow omega = -F k_f cos(k_f y) / (nu k_f^2 + alpha) is a
     steady solution: with a zero network its vorticity residual is interpolation error
     only; twice that amplitude is not a solution."""
-    from tasks.turbulence import Turbulence
-    from tasks.turbulence_pointwise import turbulence_pointwise, vorticity_fields
+    from tasks.turbulence.pointwise import turbulence_pointwise, vorticity_fields
+    from tasks.turbulence.task import Turbulence
 
     task = Turbulence(size="smoke", resolution=64, n_train=8, n_test=8, snapshots=8)
     pde = turbulence_pointwise(task)
@@ -268,7 +268,7 @@ def test_turbulence_kolmogorov_flow_is_steady_and_marked_infeasible():
 def test_smoke_cell_runs_and_records_per_instance_costs(tmp_path, data_dir):
     from bench.cli import main
 
-    methods = "methods.pinn:PINN,methods.bpinn:BPINN:instances=1"  # smoke's default (2), an override
+    methods = "methods.pinn:PINN,methods.pinn:BPINN:instances=1"  # smoke's default (2), an override
     argv = ["run", "--tasks", "darcy", "--methods", methods, "--size", "smoke", "--out", str(tmp_path / "run"),
             "--data-dir", str(data_dir), "--no-report", "--quiet"]
     assert main(argv) == 0

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.errors import UsageError
 from bench.executors import check_cluster
 from bench.records import read_record, read_results
 from bench.runner import RunConfig, run
+from nskernel.errors import UsageError
 
 DETERMINISTIC = "mean,coarse_fv"
 MISBEHAVING = "tests.plugins:Raising,tests.fault_plugins:SelfKill"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.errors import UsageError
 from bench.metrics import METRICS
 from bench.records import read_record, read_results
 from bench.runner import RunConfig, run
+from nskernel import Factors, Metric, Prediction
+from nskernel.errors import UsageError
+from tasks import TASKS
 
 FAST = "mean,coarse_fv"
 
@@ -20,6 +24,14 @@ FAST = "mean,coarse_fv"
 def cfg(tmp_path, data_dir, methods=FAST, **kw) -> RunConfig:
     kw.setdefault("out", tmp_path / "run")
     return RunConfig(tasks="darcy", methods=methods, size="smoke", data_dir=data_dir, progress=False, **kw)
+
+
+SPEC = TASKS["darcy"].sized("smoke").spec()
+
+
+def task_unmet(metric: Metric) -> str | None:
+    """What the task (not the method) lacks for ``metric``."""
+    return metric.unmet(SPEC, Prediction(mean=np.zeros(1), var=np.ones(1)), probabilistic=True)
 
 
 def test_smoke_matrix_end_to_end(tmp_path, data_dir):
@@ -32,9 +44,15 @@ def test_smoke_matrix_end_to_end(tmp_path, data_dir):
         assert sorted(sub.k) == [4, 8, 16]
         assert sub.set_index("k").loc[16, "unseen"]
         assert (sub.value > 0).all() and (sub.status == "ok").all()
-        # every registered metric appears for every k: a value or an explicit n/a
+        # every metric that applies appears for every k (a value or an explicit n/a), and
+        # every per-cell cost once; Darcy is steady, so no rollout metric appears
         per_k = df[(df.method == method) & df.k.notna()]
-        assert set(METRICS) <= set(per_k.metric)
+        applies = [m for m in METRICS.values() if not task_unmet(m)]
+        for k in (4, 8, 16):
+            assert {m.name for m in applies if m.per_k} <= set(per_k[per_k.k == k].metric)
+        per_cell = df[(df.method == method) & df.k.isna()]
+        assert {m.name for m in applies if not m.per_k} == set(per_cell.metric)
+        assert not {m.name for m in METRICS.values() if task_unmet(m)} & set(df[df.method == method].metric)
     assert (df[(df.metric == "nll")].status == "n/a").all()  # no probabilistic method here
     rec = read_record(next((tmp_path / "run" / "records").glob("darcy__fno__seed0.json")))
     for key in ("config_hash", "data_checksum", "git_commit", "versions", "device", "cpu", "started", "finished"):
@@ -124,9 +142,14 @@ def test_budget_overrides_are_part_of_each_cell_and_recorded(tmp_path, data_dir)
     with pytest.raises(UsageError, match="different configuration"):  # the size's own budget is another cell
         run(base, log=lambda s: None)
     # Without overrides the identity has no budget keys: hashes of earlier runs stay valid.
-    plain = CellConfig(task="darcy", method="mean", seed=0, size="smoke", k_train=(4, 8), k_test=(4, 8, 16))
-    assert {"epochs", "max_train_s"}.isdisjoint(plain.identity()) and plain.budget == BUDGETS["smoke"]
-    assert replace(plain, max_train_s=5.0).budget.max_train_s == 5.0
+    plain = CellConfig(task="darcy", method="mean", seed=0, size="smoke", factors=Factors((4, 8), (4, 8, 16)),
+                       budget=BUDGETS["smoke"])
+    assert {"epochs", "max_train_s"}.isdisjoint(plain.identity())
+    capped = replace(plain, budget=BUDGETS["smoke"].override(max_train_s=5.0))
+    assert capped.identity()["max_train_s"] == 5.0 and capped.config_hash != plain.config_hash
+    # The committed reference run was written by this identity: its records' hashes match.
+    ref = read_record(Path(__file__).parents[1] / "results/reference-smoke/records/darcy__mean__seed0.json")
+    assert plain.config_hash == ref["config_hash"]
 
 
 def test_changed_configuration_is_refused(tmp_path, data_dir):
@@ -140,7 +163,7 @@ def test_changed_configuration_is_refused(tmp_path, data_dir):
     [
         (["--tasks", "nope"], "unknown task 'nope'; valid: convection, darcy, turbulence"),
         (["--methods", "fnoo"], "unknown method 'fnoo'; valid:"),
-        (["--methods", "fno:n_mode=3"], "has no parameter 'n_mode'; valid: n_modes"),
+        (["--methods", "fno:n_mode=3"], "has no parameter 'n_mode'; valid: lr, weight_decay, n_modes"),
         (["--methods", "fno:n_modes=abc"], "fno:n_modes=abc"),
         (["--methods", "coarse_fv:mean=median"], "median"),
         (["--methods", "coarse_fv:nope=1"], "unknown parameter"),
@@ -151,7 +174,8 @@ def test_changed_configuration_is_refused(tmp_path, data_dir):
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, data_dir, capsys, args, message):
     out = tmp_path / "never"
-    rc = main(["run", "--size", "smoke", "--out", str(out), "--data-dir", str(data_dir), "--quiet", "--no-report", *args])
+    rc = main(["run", "--size", "smoke", "--out", str(out), "--data-dir", str(data_dir), "--quiet", "--no-report",
+               *args])
     assert rc == 2
     assert message.strip("'") in capsys.readouterr().err.replace("'zz*'", "zz*") or message in capsys.readouterr().err
     assert not out.exists()

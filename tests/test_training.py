@@ -5,9 +5,9 @@ import time
 import pytest
 import torch
 
-from bench.config import Budget, Context
-from bench.errors import CellTimeout, Diverged
-from bench.training import train
+from methods.training import train
+from nskernel import Budget, Context
+from nskernel.errors import CellTimeout, Diverged
 
 
 def _problem(seed=0):

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import arakawa
-from tasks import turbulence_kernels as tk
-from tasks.grid import restrict
-from tasks.spectral import PeriodicGrid, resample
-from tasks.turbulence import CFL_FINE, TIME_TOL, Turbulence
-from tasks.turbulence_solver import VorticitySolver, energy_enstrophy
+from nskernel import Prediction
+from nskernel.grid import restrict
+from tasks.numerics.spectral import PeriodicGrid, resample
+from tasks.turbulence import arakawa
+from tasks.turbulence import kernels as tk
+from tasks.turbulence.solver import VorticitySolver, energy_enstrophy
+from tasks.turbulence.task import CFL_FINE, TIME_TOL, Turbulence
 
 
 def smooth_field(n: int, seed: int = 0, kmax: int = 4) -> np.ndarray:
@@ -245,10 +246,12 @@ def test_conservation_metric_is_small_on_truth_and_order_one_when_wrong(task, da
 
 
 def test_spectrum_error_metric(task, data):
-    f = task.spec().extra_metrics["spectrum_err"]
+    spec = task.spec()
+    (metric,) = [m for m in spec.metrics if m.name == "spectrum_err"]
     truth = data.targets[4]
-    assert np.all(f(truth, truth, data.inputs, 4) < 1e-12)
-    assert np.all(f(2 * truth, truth, data.inputs, 4) == pytest.approx(math.log10(4), rel=1e-9))
+    assert np.all(metric.fn(Prediction(truth), truth, data.inputs, 4, spec) < 1e-12)
+    doubled = metric.fn(Prediction(2 * truth), truth, data.inputs, 4, spec)
+    assert np.all(doubled == pytest.approx(math.log10(4), rel=1e-9))
 
 
 @pytest.fixture
@@ -277,7 +280,7 @@ def test_residual_is_differentiable_and_smaller_on_truth(task, data, one_torch_t
 def test_residual_memo_of_forward_shots_changes_nothing(task, data, one_torch_thread):
     """The memoised forward half-shots give the residual computed from scratch; in
     another batch up to the time-step error (a batch shares its CFL step count)."""
-    from tasks import turbulence_metrics as tm
+    from tasks.turbulence import metrics as tm
 
     res, k = task.spec().residual, 4
     x = torch.as_tensor(data.inputs[:4])

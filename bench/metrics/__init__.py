@@ -1,63 +1,76 @@
-"""Metrics registry.
+"""The suite's metric registry: ``METRICS`` maps a metric name (as in ``results.csv``) to
+its `nskernel.Metric` record, registered once.
 
-``METRICS`` maps a metric name (as it appears in ``results.csv``) to a `Metric`: a
-per-sample function of ``(prediction, target, task inputs, k, spec)``. ``BETTER`` says
-for *every* column name that reports and ``compare`` read (cost columns, task-specific
-metrics, rollouts included) which direction is better.
+Scores of a prediction have a function (array-level pure functions in `core`); costs
+and rollout scores are measured by the harness (``fn=None``) and registered here for
+their direction, tolerance and description. Tasks declare their own metrics on the task
+class (``Task.metrics``); ``bench.catalog`` merges both. Importing this package imports
+NumPy and SciPy only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from bench.directions import BETTER, better
 from bench.metrics import core
-from bench.registry import build_registry
-from methods.base import Prediction
-from tasks.spec import TaskSpec
-
-MetricFn = Callable[[Prediction, np.ndarray, np.ndarray, int, TaskSpec], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    fn: MetricFn
-    probabilistic: bool = False  # needs a predictive variance
-    description: str = ""
-
-    def applies(self, spec: TaskSpec) -> str | None:
-        """Reason this metric cannot be computed for ``spec``, or None."""
-        if self.name == "conservation" and spec.conservation is None:
-            return f"task {spec.name} defines no conservation functional"
-        return None
+from nskernel import Metric, Prediction, TaskSpec, Tolerance, build_registry
 
 
 def _conservation(p: Prediction, y: np.ndarray, x: np.ndarray, k: int, spec: TaskSpec) -> np.ndarray:
-    assert spec.conservation is not None
+    assert spec.conservation is not None  # guaranteed by requires=("conservation",)
     return spec.conservation(p.mean, y, x, k)
 
 
-def _prob(fn: Callable[..., np.ndarray]) -> MetricFn:
+def _of_variance(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    """A Gaussian score ``fn(mean, var, target)`` as a metric function."""
+
     def metric(p: Prediction, y: np.ndarray, x: np.ndarray, k: int, spec: TaskSpec) -> np.ndarray:
-        assert p.var is not None
+        assert p.var is not None  # guaranteed by requires=("variance",)
         return fn(p.mean, p.var, y)
 
     return metric
 
 
-METRICS: dict[str, Metric] = build_registry(
-    [
-        Metric("rel_l2", lambda p, y, x, k, s: core.rel_l2(p.mean, y), description="||yhat - y|| / ||y||"),
-        Metric("conservation", _conservation, description="task conservation / flux-balance error"),
-        Metric("nll", _prob(core.gaussian_nll), True, "Gaussian NLL per point"),
-        Metric("ece", _prob(core.quantile_ece), True, "quantile calibration error"),
-        Metric("crps", _prob(core.crps_gaussian), True, "continuous ranked probability score"),
-        Metric("coverage_90", _prob(core.coverage), True, "share of points in the central 90% interval"),
-    ]
-)
+_TIME = Tolerance(1.0)  # single timings on shared machines are noisy: flag a 2x change only
 
-__all__ = ["METRICS", "BETTER", "Metric", "better", "core"]
+METRICS: dict[str, Metric] = build_registry([
+    # -- scores of a prediction, per sample -------------------------------------------
+    Metric("rel_l2", "||yhat - y|| / ||y|| per sample", fn=lambda p, y, x, k, s: core.rel_l2(p.mean, y),
+           group="accuracy", headline=True),
+    Metric("conservation", "the task's conservation / flux-balance error of the prediction",
+           fn=_conservation, requires=("conservation",), group="physics", headline=True),
+    Metric("nll", "Gaussian negative log-likelihood per point", fn=_of_variance(core.gaussian_nll),
+           tolerance=Tolerance(0.0, 0.05), requires=("variance",), group="uncertainty", headline=True,
+           ratio_scale=False),
+    Metric("ece", "quantile calibration error (Kuleshov et al. 2018)", fn=_of_variance(core.quantile_ece),
+           tolerance=Tolerance(0.1, 0.005), requires=("variance",), group="uncertainty", headline=True),
+    Metric("crps", "continuous ranked probability score (Gaussian)", fn=_of_variance(core.crps_gaussian),
+           requires=("variance",), group="uncertainty"),
+    Metric("coverage_90", "share of points in the central 90% interval", fn=_of_variance(core.coverage),
+           direction="target:0.9", tolerance=Tolerance(0.0, 0.02), requires=("variance",), group="uncertainty"),
+    # -- rollouts of time-dependent tasks (bench.scoring) ------------------------------
+    Metric("rollout_rel_l2", "relative L2 error of a coarse rollout after n horizons (column @n)",
+           requires=("time_dependent",), group="rollout"),
+    Metric("decorrelation_time", "first horizon at which the rollout error exceeds 1 (censored)",
+           direction="higher", tolerance=None, requires=("time_dependent",), group="rollout"),
+    # -- costs (bench.costs, bench.cell) ---------------------------------------------
+    Metric("speedup", "fine solver wall time / inference wall time, same batch, device and threads",
+           direction="higher", tolerance=Tolerance(0.5), group="cost", headline=True),
+    Metric("train_s", "training wall time", tolerance=_TIME, group="cost", per_k=False, unit="s"),
+    Metric("n_params", "trainable parameters", tolerance=None, group="cost", per_k=False, unit="count"),
+    Metric("infer_s", "inference wall time of one timed batch", tolerance=_TIME, group="cost", leaderboard=False,
+           unit="s"),
+    Metric("fine_s", "fine-solver wall time of the timed batch (the speedup's numerator)", tolerance=None,
+           group="cost", per_k=False, leaderboard=False, unit="s"),
+    Metric("peak_mem_mb", "rise of resident (or CUDA) memory during fit and evaluation", tolerance=None,
+           group="cost", per_k=False, leaderboard=False, unit="MB"),
+])
+
+#: the suite's primary accuracy score (figures plot it against k and against cost)
+PRIMARY = "rel_l2"
+#: the cost axis of the accuracy-versus-cost figures
+SPEEDUP = "speedup"
+
+__all__ = ["METRICS", "PRIMARY", "SPEEDUP", "core"]

@@ -17,14 +17,14 @@ import math
 
 import numpy as np
 
+from bench.catalog import metric_info
+from bench.metrics import PRIMARY
 from bench.report.aggregate import OK, Entry, Summary
 from bench.report.fmt import CellText, cell_text, fmt_mean_std, fmt_number
 from bench.report.grid import GCell, GColumn, Grid, GRow, board_columns, board_notes, slug, status_cell
-from bench.report.tables import Column, best_mask, build_leaderboard
+from bench.report.tables import Column, best_mask, build_leaderboard, default_columns
 
 FULL = "neuroscale"
-ABLATION_METRICS = ("conservation", "nll", "ece", "speedup")  # after rel_l2 at every k
-_NO_PERCENT = {"nll"}  # a log-likelihood: a relative change means nothing
 
 
 def is_neuroscale(method: str) -> bool:
@@ -35,19 +35,14 @@ def delta_text(value: float, full: float, metric: str) -> tuple[str, ...]:
     """(signed difference, signed relative change) of ``value`` vs the full model."""
     d = value - full
     diff = ("+" if d > 0 else "") + fmt_number(d, metric)
-    if full > 0 and metric not in _NO_PERCENT:
+    if full > 0 and metric_info(metric).ratio_scale:  # not for a log-likelihood
         return diff, f"{100.0 * d / full:+.0f}%"
     return (diff,)
 
 
 def ablation_columns(summary: Summary, task: str) -> list[Column]:
-    ks = summary.ks(task, "rel_l2") or summary.run.k_test
-    cols = [Column("rel_l2", k, summary.is_unseen(task, k), per_k=True) for k in ks]
-    for metric in ABLATION_METRICS:
-        if summary.has_finite(task, metric):
-            k = summary.smallest_k(task, metric)
-            cols.append(Column(metric, k, summary.is_unseen(task, k)))
-    return cols
+    """The leaderboard's columns of headline metrics (`nskernel.Metric.headline`)."""
+    return [c for c in default_columns(summary, task)[0] if metric_info(c.metric).headline]
 
 
 def ablation_grid(summary: Summary, task: str) -> Grid | None:
@@ -83,7 +78,7 @@ def ablation_grid(summary: Summary, task: str) -> Grid | None:
 # ---- unseen-k generalisation ----------------------------------------------------------
 def unseen_pairs(summary: Summary, task: str) -> list[tuple[int, int]]:
     """(unseen k, largest seen k) pairs of ``task`` (empty when nothing is unseen)."""
-    ks = summary.ks(task, "rel_l2")
+    ks = summary.ks(task, PRIMARY)
     seen = [k for k in ks if not summary.is_unseen(task, k)]
     return [(k, max(seen)) for k in ks if summary.is_unseen(task, k)] if seen else []
 
@@ -98,10 +93,10 @@ def _ratio_cell(summary: Summary, task: str, method: str, ku: int, ks: int) -> t
     status = summary.row_status(task, method)
     if status != OK:
         return status_cell(status), math.nan
-    eu, es = summary.entry(task, method, "rel_l2", ku), summary.entry(task, method, "rel_l2", ks)
+    eu, es = summary.entry(task, method, PRIMARY, ku), summary.entry(task, method, PRIMARY, ks)
     for e in (eu, es):
         if not e.ok:
-            return GCell(cell_text(e, "rel_l2")), math.nan
+            return GCell(cell_text(e, PRIMARY)), math.nan
     ratios = seed_ratios(eu, es)
     if not ratios:
         return status_cell("no common seed"), math.nan

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from bench.metrics import PRIMARY, SPEEDUP
 from bench.report.aggregate import Entry, Summary, join_states
 
 RC = {
@@ -150,12 +151,12 @@ def _shade_unseen(ax: Axes, ks: Sequence[int], unseen: Sequence[bool]) -> None:
 
 def _error_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]) -> list[str]:
     """Draw one task's rel_l2-vs-k panel; return the methods drawn."""
-    ks = summary.ks(task, "rel_l2") or summary.run.k_test
+    ks = summary.ks(task, PRIMARY) or summary.run.k_test
     unseen = [summary.is_unseen(task, k) for k in ks]
     _shade_unseen(ax, ks, unseen)
     drawn, absent, notes = [], [], []
     for method in summary.methods:
-        entries = [summary.entry(task, method, "rel_l2", k) for k in ks]
+        entries = [summary.entry(task, method, PRIMARY, k) for k in ks]
         pts = [(k, e.mean, e.std) for k, e in zip(ks, entries) if e.ok and e.mean > 0]
         if not pts:
             absent.append(_absent_label(summary, task, method, entries))
@@ -211,12 +212,12 @@ MAX_LABELLED_POINTS = 8
 
 def _speed_panel(ax: Axes, summary: Summary, task: str, styles: dict[str, Style]) -> tuple[list[str], bool]:
     """Draw one task's accuracy-vs-speedup panel; return (methods drawn, front drawn)."""
-    k = summary.smallest_k(task, "rel_l2")
-    k_sp = k if k in summary.ks(task, "speedup") else summary.smallest_k(task, "speedup")
+    k = summary.smallest_k(task, PRIMARY)
+    k_sp = k if k in summary.ks(task, SPEEDUP) else summary.smallest_k(task, SPEEDUP)
     points, drawn, absent, notes = [], [], [], []
     for method in summary.methods:
-        err = summary.entry(task, method, "rel_l2", k)
-        spd = summary.entry(task, method, "speedup", k_sp)
+        err = summary.entry(task, method, PRIMARY, k)
+        spd = summary.entry(task, method, SPEEDUP, k_sp)
         if not (err.ok and spd.ok and err.mean > 0 and spd.mean > 0):
             absent.append(_absent_label(summary, task, method, [err, spd]))
             continue

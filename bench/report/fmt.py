@@ -8,11 +8,14 @@ uses the mean's decimal places so the two line up.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.catalog import metric_info
 from bench.report.aggregate import MISSING, NAN, Entry, split_states
 
 SIG = 3  # significant digits of a mean
+ARROWS = {"lower": "↓", "higher": "↑"}
 _FIXED_RANGE = (1e-3, 1e4)  # outside: scientific notation
 
 
@@ -34,12 +37,17 @@ def _count(x: float) -> str:
     return f"{x:.0f}"
 
 
+def _is_count(metric: str) -> bool:
+    """Whether a column counts things (parameters): formatted 12.3k, no decimals."""
+    return bool(metric) and metric_info(metric).unit == "count"
+
+
 def fmt_number(x: float, metric: str = "") -> str:
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    if metric == "n_params":
+    if _is_count(metric):
         return _count(x)
     d = _decimals(x)
     return f"{x:.{SIG - 1}e}" if d is None else f"{x:.{d}f}"
@@ -50,7 +58,7 @@ def fmt_mean_std(mean: float, std: float, metric: str = "") -> tuple[str, str | 
     m = fmt_number(mean, metric)
     if math.isnan(std):
         return m, None
-    if metric == "n_params":  # a model property: a spread only when seeds disagree
+    if _is_count(metric):  # a model property: a spread only when seeds disagree
         return m, (_count(std) if std else None)
     d = _decimals(mean)
     if std == 0:
@@ -64,7 +72,7 @@ def fmt_interval(lo: float, hi: float, mean: float, metric: str = "") -> tuple[s
     """Bounds of a CI at the mean's decimals, with extra digits (up to 4) when the
     interval would otherwise print as one number."""
     d = _decimals(mean)
-    if d is None or metric == "n_params":
+    if d is None or _is_count(metric):
         return f"{lo:.{SIG - 1}e}", f"{hi:.{SIG - 1}e}"
     extra = 0
     while hi > lo and extra < 4 and f"{lo:.{d + extra}f}" == f"{hi:.{d + extra}f}":
@@ -108,6 +116,17 @@ def plain(ct: CellText, pm: str = "±", show_std: bool = True, show_note: bool =
     out = ct.mean + (f" {pm} {ct.std}" if show_std and ct.std is not None else "")
     out += f" [{ct.ci[0]}, {ct.ci[1]}]" if show_ci and ct.ci is not None else ""
     return out + (f" ({ct.note})" if show_note and ct.note else "")
+
+
+def arrow(direction: str) -> str:
+    """↓ lower is better, ↑ higher, →x closest to x."""
+    if direction.startswith("target:"):
+        return "→" + direction.split(":", 1)[1]
+    return ARROWS.get(direction, "")
+
+
+def seed_list(seeds: Sequence[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
 def short_reason(text: str, limit: int = 160) -> str:

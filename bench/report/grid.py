@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.report.aggregate import OK
-from bench.report.fmt import CellText, cell_text, fmt_interval, plain
+from bench.report.fmt import CellText, arrow, cell_text, fmt_interval, plain, seed_list
 from bench.report.tables import Leaderboard
 
 
@@ -95,16 +95,12 @@ def cell_plain(cell: GCell, show_ci: bool = True) -> str:
 
 
 def column_plain(col: GColumn) -> str:
-    from bench.report.markdown import arrow  # markdown owns the arrow glyphs
-
     parts = [col.label, col.sub, "(unseen)" if col.unseen else "", arrow(col.direction) if col.direction else ""]
     return " ".join(p for p in parts if p)
 
 
 def board_notes(board: Leaderboard) -> list[str]:
     """The failure and n/a notes of a leaderboard as plain sentences."""
-    from bench.report.markdown import seed_list
-
     out = []
     for f in board.failures:
         out.append(f"{f.method}: {f.status} ({seed_list(f.seeds)})" + (f": {f.reason}" if f.reason else ""))

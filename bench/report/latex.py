@@ -11,11 +11,10 @@ import unicodedata
 from collections.abc import Sequence
 
 from bench.report.aggregate import OK
-from bench.report.fmt import CellText, cell_text
+from bench.report.fmt import CellText, cell_text, seed_list
 from bench.report.grid import GCell, GColumn, Grid
 from bench.report.load import Run
-from bench.report.markdown import seed_list
-from bench.report.tables import COST_COLUMNS, PROB_METRICS, Column, Leaderboard, Row
+from bench.report.tables import Column, Leaderboard, Row
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -151,12 +150,12 @@ FIT_BOX = (
 )
 
 
+PANELS = {"accuracy": "Accuracy and cost", "physics": "Accuracy and cost", "cost": "Accuracy and cost",
+          "uncertainty": "Uncertainty", "task": "Task statistics", "rollout": "Task statistics"}
+
+
 def _panel_of(col: Column) -> str:
-    if col.metric in PROB_METRICS:
-        return "Uncertainty"
-    if col.metric in ("rel_l2", "conservation", *COST_COLUMNS):
-        return "Accuracy and cost"
-    return "Task statistics"
+    return PANELS[col.group]
 
 
 def _panels(cols: Sequence[Column]) -> list[tuple[str, list[int]]]:

@@ -5,20 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from bench.metrics import PRIMARY, SPEEDUP
 from bench.report.aggregate import OK, Summary
-from bench.report.fmt import cell_text, plain
+from bench.report.fmt import arrow, cell_text, plain, seed_list
 from bench.report.grid import Grid, Section, cell_plain, column_plain
 from bench.report.load import Run
 from bench.report.tables import Column, Leaderboard, Row, build_leaderboard
-
-ARROWS = {"lower": "↓", "higher": "↑"}
-
-
-def arrow(direction: str) -> str:
-    """↓ lower is better, ↑ higher, →x closest to x."""
-    if direction.startswith("target:"):
-        return "→" + direction.split(":", 1)[1]
-    return ARROWS.get(direction, "")
 
 
 def _esc(text: str) -> str:
@@ -45,10 +37,6 @@ def _cell(row: Row, j: int, col: Column) -> str:
         return row.status
     text = _esc(plain(cell_text(row.entries[j], col.metric)))
     return f"**{text}**" if row.best[j] else text
-
-
-def seed_list(seeds: Sequence[int]) -> str:
-    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
 def provenance_lines(run: Run) -> list[str]:
@@ -148,11 +136,11 @@ def summary_text(summary: Summary) -> str:
     """Per task: method, status, rel_l2 at every k, speedup (means only)."""
     blocks = []
     for task in summary.tasks:
-        ks = summary.ks(task, "rel_l2") or summary.run.k_test
-        cols = [Column("rel_l2", k, summary.is_unseen(task, k), per_k=True) for k in ks]
-        if summary.has_finite(task, "speedup"):
-            k = summary.smallest_k(task, "speedup")
-            cols.append(Column("speedup", k, summary.is_unseen(task, k)))
+        ks = summary.ks(task, PRIMARY) or summary.run.k_test
+        cols = [Column(PRIMARY, k, summary.is_unseen(task, k), per_k=True) for k in ks]
+        if summary.has_finite(task, SPEEDUP):
+            k = summary.smallest_k(task, SPEEDUP)
+            cols.append(Column(SPEEDUP, k, summary.is_unseen(task, k)))
         board = build_leaderboard(summary, task, columns=cols)
         head = ["method", "status"] + [
             f"{c.metric} k={c.k}{'*' if c.unseen else ''}" if c.k is not None else c.metric for c in cols

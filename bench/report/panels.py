@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from bench.metrics import PRIMARY
 from bench.report.aggregate import Summary
 from bench.report.artifacts import Artifacts, TaskInfo
 
@@ -51,7 +52,7 @@ def _snapshot(summary: Summary, artifacts: Artifacts, task: str, method: str) ->
 
 def snapshot_k(summary: Summary, snaps: list[Snapshot], task: str) -> int | None:
     """Smallest k (among the task's factors) for which some snapshot has a prediction."""
-    ks = summary.ks(task, "rel_l2") or summary.run.k_test
+    ks = summary.ks(task, PRIMARY) or summary.run.k_test
     ks = sorted(set(ks) | {int(n[6:]) for s in snaps for n in s.arrays if n.startswith("mean_k")})
     return next((k for k in ks if any(f"mean_k{k}" in s.arrays for s in snaps)), None)
 
@@ -65,7 +66,7 @@ def choose_snapshots(summary: Summary, artifacts: Artifacts, task: str) -> tuple
     snaps = [s for s in snaps if f"mean_k{k}" in s.arrays and f"target_k{k}" in s.arrays]
 
     def err(s: Snapshot) -> float:
-        e = summary.entry(task, s.method, "rel_l2", k)
+        e = summary.entry(task, s.method, PRIMARY, k)
         return e.mean if e.ok else np.inf
 
     ranked = sorted(snaps, key=err)  # stable: run order among ties / methods without a value

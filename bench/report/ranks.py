@@ -1,7 +1,8 @@
 """Cross-task summary: the average rank of every method.
 
 Within a task, methods are ranked on each leaderboard column of the chosen metrics
-(default: ``rel_l2`` at every k and ``conservation``), direction-aware (`better`): 1 is
+(default: the headline metrics of the accuracy and physics groups, e.g. ``rel_l2`` at
+every k and ``conservation``), direction-aware (the metric's ``direction``): 1 is
 best, ties share their average rank. A failed, diverged, timed-out or NaN entry ranks
 after every value (tied for last): a method must not gain from breaking. An ``n/a`` or
 not-run entry is left out of that column. A task's rank of a method is its mean rank
@@ -16,24 +17,20 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from bench.catalog import metric_info
 from bench.report.aggregate import MISSING, NA, OK, Summary, split_states
 from bench.report.fmt import CellText
 from bench.report.grid import GCell, GColumn, Grid, GRow, status_cell
 from bench.report.tables import best_mask, default_columns
+from nskernel.metric import lower_is_better
 
-RANK_METRICS = ("rel_l2", "conservation")
+RANK_GROUPS = ("accuracy", "physics")  # ranked: the headline metrics of these groups
 _EXCLUDED = {NA, MISSING}  # does not apply / was not run: no rank at all
 
 
-def _score(value: float, direction: str) -> float:
-    """Lower is better after this transform."""
-    if direction == "lower":
-        return value
-    if direction == "higher":
-        return -value
-    if direction.startswith("target:"):
-        return abs(value - float(direction.split(":", 1)[1]))
-    raise ValueError(f"unknown metric direction {direction!r}")
+def ranked(metric: str) -> bool:
+    info = metric_info(metric)
+    return info.headline and info.group in RANK_GROUPS
 
 
 def rank_values(values: Sequence[float | None], direction: str) -> list[float | None]:
@@ -46,7 +43,7 @@ def rank_values(values: Sequence[float | None], direction: str) -> list[float | 
     broken = [i for i in taking_part if i not in finite]
     out: list[float | None] = [None] * len(values)
     if finite:
-        ranks = rankdata([_score(v, direction) for v in finite.values()], method="average")
+        ranks = rankdata([lower_is_better(v, direction) for v in finite.values()], method="average")
         for i, r in zip(finite, ranks):
             out[i] = float(r)
     last = len(finite) + (len(broken) + 1) / 2.0  # mean of the positions after the values
@@ -65,9 +62,10 @@ def _value_for_rank(summary: Summary, task: str, method: str, metric: str, k: in
     return None if set(split_states(e.state)) <= _EXCLUDED else math.nan
 
 
-def task_ranks(summary: Summary, task: str, metrics: Sequence[str] = RANK_METRICS) -> dict[str, list[float]]:
-    """Each method's ranks in every ranked column of ``task`` (empty list: none)."""
-    cols = [c for c in default_columns(summary, task)[0] if c.metric in metrics]
+def task_ranks(summary: Summary, task: str, metrics: Sequence[str] | None = None) -> dict[str, list[float]]:
+    """Each method's ranks in every ranked column of ``task`` (empty list: none);
+    ``metrics`` (None: the `ranked` ones) selects the columns."""
+    cols = [c for c in default_columns(summary, task)[0] if (c.metric in metrics if metrics else ranked(c.metric))]
     out: dict[str, list[float]] = {m: [] for m in summary.methods}
     for col in cols:
         values = [_value_for_rank(summary, task, m, col.metric, col.k) for m in summary.methods]
@@ -77,7 +75,7 @@ def task_ranks(summary: Summary, task: str, metrics: Sequence[str] = RANK_METRIC
     return out
 
 
-def average_ranks(summary: Summary, metrics: Sequence[str] = RANK_METRICS) -> dict[str, dict[str, float]]:
+def average_ranks(summary: Summary, metrics: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """``{method: {task: mean rank, ..., "overall": mean over tasks}}`` (NaN: unranked)."""
     per_task = {t: task_ranks(summary, t, metrics) for t in summary.tasks}
     out: dict[str, dict[str, float]] = {}
@@ -89,7 +87,7 @@ def average_ranks(summary: Summary, metrics: Sequence[str] = RANK_METRICS) -> di
     return out
 
 
-def rank_grid(summary: Summary, metrics: Sequence[str] = RANK_METRICS) -> Grid | None:
+def rank_grid(summary: Summary, metrics: Sequence[str] | None = None) -> Grid | None:
     """Rows = methods (best overall first), columns = tasks + overall."""
     if not summary.tasks or len(summary.methods) < 2:
         return None
@@ -111,9 +109,11 @@ def rank_grid(summary: Summary, metrics: Sequence[str] = RANK_METRICS) -> Grid |
                 cells.append(status_cell(NA if key == "overall" else _unranked(summary, key, m)))
         rows.append(GRow(m, tuple(cells)))
     cols = tuple(GColumn(t, direction="lower") for t in summary.tasks) + (GColumn("overall", direction="lower"),)
+    used = metrics or list(dict.fromkeys(c.metric for t in summary.tasks for c in default_columns(summary, t)[0]
+                                         if ranked(c.metric)))
     caption = (
-        f"Average rank per method (1 = best) over each task's leaderboard columns of {', '.join(metrics)} "
-        "(rel_l2 at every k, other metrics at their smallest k), direction-aware; ties share the average "
+        f"Average rank per method (1 = best) over each task's leaderboard columns of {', '.join(used)} "
+        "(accuracy metrics at every k, other metrics at their smallest k), direction-aware; ties share the average "
         "rank; failed, diverged, timed-out or NaN entries rank last; n/a and not-run entries are left out. "
         "overall: mean over the tasks where the method is ranked."
     )

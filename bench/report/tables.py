@@ -12,14 +12,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.directions import better
+from bench.catalog import metric_info
+from bench.metrics import PRIMARY
 from bench.report.aggregate import NA, OK, Entry, Summary, split_states
 from bench.report.fmt import short_reason
+from nskernel.metric import GROUPS, lower_is_better
 
-PROB_METRICS = ("nll", "ece", "crps", "coverage_90")
-COST_COLUMNS = ("speedup", "train_s", "n_params")
-# Recorded but kept out of the default leaderboard (still in aggregate.csv).
-HIDDEN_METRICS = ("infer_s", "fine_s", "peak_mem_mb")
 _REL_TOL = 1e-12
 
 
@@ -35,7 +33,11 @@ class Column:
 
     @property
     def direction(self) -> str:
-        return better(self.metric)
+        return metric_info(self.metric).direction
+
+    @property
+    def group(self) -> str:
+        return metric_info(self.metric).group
 
     @property
     def name(self) -> str:
@@ -85,15 +87,7 @@ def best_mask(values: Sequence[float], direction: str) -> list[bool]:
 
     Ties are all best; fewer than two finite values means nothing to compare (no bold).
     """
-    if direction == "lower":
-        score = list(values)
-    elif direction == "higher":
-        score = [-v for v in values]
-    elif direction.startswith("target:"):
-        target = float(direction.split(":", 1)[1])
-        score = [abs(v - target) for v in values]
-    else:
-        raise ValueError(f"unknown metric direction {direction!r}")
+    score = [lower_is_better(v, direction) for v in values]
     finite = [s for s in score if math.isfinite(s)]
     if len(finite) < 2:
         return [False] * len(score)
@@ -103,20 +97,27 @@ def best_mask(values: Sequence[float], direction: str) -> list[bool]:
 
 
 def default_columns(summary: Summary, task: str) -> tuple[list[Column], list[str]]:
-    """rel_l2 at every k, then conservation, probabilistic and task metrics and
-    speedup at their smallest k, then train_s and n_params. A metric is shown when some
-    method has a finite value; the others are returned as ``omitted``."""
-    ks = summary.ks(task, "rel_l2") or summary.run.k_test
-    cols = [Column("rel_l2", k, summary.is_unseen(task, k), per_k=True) for k in ks]
-    recorded = summary.metrics(task)
-    fixed = {"rel_l2", "conservation", *PROB_METRICS, *COST_COLUMNS, *HIDDEN_METRICS}
-    task_metrics = [m for m in recorded if m not in fixed]
-    omitted = []
-    for metric in ("conservation", *PROB_METRICS, *task_metrics, *COST_COLUMNS):
-        if summary.has_finite(task, metric):
+    """Leaderboard columns by metric group (`nskernel.metric.GROUPS`): accuracy metrics
+    at every k, then physics, uncertainty, task, rollout and cost metrics at their
+    smallest k; metrics declared ``leaderboard=False`` are left out (they stay in
+    aggregate.csv). A metric is shown when some method has a finite value; the others
+    are returned as ``omitted``. The primary accuracy metric is always shown."""
+    recorded = list(dict.fromkeys([PRIMARY, *summary.metrics(task)]))
+    position = {m: i for i, m in enumerate(recorded)}
+    shown = sorted((m for m in recorded if metric_info(m).leaderboard),
+                   key=lambda m: (GROUPS.index(metric_info(m).group), m != PRIMARY, position[m]))
+    cols, omitted = [], []
+    for metric in shown:
+        if metric_info(metric).group == "accuracy":
+            if metric == PRIMARY or summary.has_finite(task, metric):
+                ks = summary.ks(task, metric) or summary.run.k_test
+                cols += [Column(metric, k, summary.is_unseen(task, k), per_k=True) for k in ks]
+            else:
+                omitted.append(metric)
+        elif summary.has_finite(task, metric):
             k = summary.smallest_k(task, metric)
             cols.append(Column(metric, k, summary.is_unseen(task, k)))
-        elif metric in recorded:
+        else:
             omitted.append(metric)
     return cols, omitted
 

@@ -28,8 +28,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tasks.grid import prolong, restrict
-from tasks.spec import TaskSpec
+from nskernel import TaskSpec
+from nskernel.grid import prolong, restrict
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,36 +1,28 @@
 """`neuroscale`: the multiscale cross-attention operator this suite evaluates.
 
 The Method wires the network (`model.py`), its losses (`losses.py`) and its uncertainty
-(`uncertainty.py`) into the shared training loop through `NeuralMethod`. A deep ensemble
-of ``ensemble`` members is trained by calling that loop once per member, each with its
-own seed derived from ``ctx.seed`` and an equal share of the budget (see `fit`).
+(`uncertainty.py`) into the shared training loop through `NeuralMethod`. Its deep
+ensemble of ``ensemble`` members is the suite's one ensemble mechanism
+(`methods.ensemble`): each member on its own seed and an equal share of the budget.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.config import Budget, Context
-from bench.errors import NotApplicable, UsageError
-from bench.training import TrainLog
-from methods.base import Prediction
+from methods.ensemble import member_seed, mixture_moments
 from methods.neural import NeuralMethod
 from methods.neuroscale.losses import PhysicsLoss, gaussian_nll, mse
 from methods.neuroscale.model import NeuroScaleNet
-from methods.neuroscale.uncertainty import mc_dropout, mixture_moments
-from tasks.grid import prolong, restrict
-from tasks.spec import Dataset, TaskSpec
-
-
-def member_seed(seed: int, member: int) -> int:
-    """Independent, reproducible seed of ensemble member ``member`` of a cell seeded ``seed``."""
-    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0] & 0x7FFFFFFF)
+from methods.neuroscale.uncertainty import mc_dropout
+from nskernel import Budget, Context, Dataset, Prediction, TaskSpec
+from nskernel.errors import NotApplicable
+from nskernel.grid import prolong, restrict
 
 
 class NeuroScale(NeuralMethod):
@@ -45,50 +37,27 @@ class NeuroScale(NeuralMethod):
     name = "neuroscale"
     summary = "cross-scale attention operator, physics-regularised, ensemble + MC-dropout uncertainty"
 
-    def __init__(
-        self,
-        gamma: float = 0.1,
-        beta: float = 0.1,
-        scales: int = 3,
-        ensemble: int = 2,
-        dropout: float = 0.05,
-        width: int = 32,
-        heads: int = 4,
-        window: int = 3,
-        layers: int = 2,
-        stem: int = 4,
-        fourier: int = 4,
-        global_tokens: int = 4,
-        mc_samples: int = 4,
-        lambda_fine: float = 1.0,
-        lambda_coarse: float = 0.0,
-        lambda_div: float = 1.0,
-        phys_batch: int = 4,
-        lr: float = 1e-2,
-        weight_decay: float = 1e-4,
-    ) -> None:
-        self.gamma = gamma
-        self.beta = beta
-        self.scales = scales
-        self.ensemble = ensemble
-        self.dropout = dropout
-        self.width = width
-        self.heads = heads
-        self.window = window
-        self.layers = layers
-        self.stem = stem
-        self.fourier = fourier
-        self.global_tokens = global_tokens
-        self.mc_samples = mc_samples
-        self.lambda_fine = lambda_fine
-        self.lambda_coarse = lambda_coarse
-        self.lambda_div = lambda_div
-        self.phys_batch = phys_batch
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self._validate()
+    gamma: float = 0.1
+    beta: float = 0.1
+    scales: int = 3
+    ensemble: int = 2
+    dropout: float = 0.05
+    width: int = 32
+    heads: int = 4
+    window: int = 3
+    layers: int = 2
+    stem: int = 4
+    fourier: int = 4
+    global_tokens: int = 4
+    mc_samples: int = 4
+    lambda_fine: float = 1.0
+    lambda_coarse: float = 0.0
+    lambda_div: float = 1.0
+    phys_batch: int = 4
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
 
-    def _validate(self) -> None:
+    def check_params(self) -> None:
         checks = {
             "gamma": self.gamma >= 0, "beta": self.beta >= 0, "scales": self.scales >= 1,
             "ensemble": self.ensemble >= 1, "dropout": 0 <= self.dropout < 1,
@@ -102,7 +71,8 @@ class NeuroScale(NeuralMethod):
         }
         bad = [n for n, ok in checks.items() if not ok]
         if bad:
-            raise UsageError(f"neuroscale: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+            values = self.get_params()
+            raise ValueError(f"neuroscale: invalid {', '.join(f'{n}={values[n]!r}' for n in bad)}")
 
     @property  # type: ignore[override]  # per instance: beta=0 gives a deterministic method
     def probabilistic(self) -> bool:
@@ -120,17 +90,18 @@ class NeuroScale(NeuralMethod):
         return None
 
     # -- NeuralMethod hooks ----------------------------------------------------------
+    def ensemble_size(self) -> int | None:
+        return self.ensemble
+
     def build_model(self, spec: TaskSpec) -> nn.Module:
-        # Initialise under the member's own seed without touching the global RNG stream.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed)
-            return NeuroScaleNet(
-                spec.in_channels, spec.out_channels, width=self.width, heads=self.heads,
-                window=self.window, scales=self.scales, layers=self.layers, stem=self.stem,
-                fourier=self.fourier, global_tokens=self.global_tokens, dropout=self.dropout,
-                variance=self.probabilistic, log2k_centre=self._log2k_centre,
-                periodic=spec.boundary == "periodic",
-            )
+        # Called inside the member's own seeded random stream (methods.ensemble).
+        return NeuroScaleNet(
+            spec.in_channels, spec.out_channels, width=self.width, heads=self.heads,
+            window=self.window, scales=self.scales, layers=self.layers, stem=self.stem,
+            fourier=self.fourier, global_tokens=self.global_tokens, dropout=self.dropout,
+            variance=self.probabilistic, log2k_centre=self._log2k_centre,
+            periodic=spec.boundary == "periodic",
+        )
 
     def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
         u, feats = self.model(x)  # normalised fine field and features
@@ -165,9 +136,9 @@ class NeuroScale(NeuralMethod):
         draws = self.mc_samples if mc else 1
         means: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
         variances: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
-        for m, model in enumerate(self.members):
+        for m, model in enumerate(self.networks):
             for t in range(draws):
-                with mc_dropout(model, seed=member_seed(self._member_seeds[m], t + 1), enabled=mc):
+                with mc_dropout(model, seed=member_seed(member_seed(self._ctx.seed, m), t + 1), enabled=mc):
                     preds = model.predict_many(x, ks)
                 for k, (mu, logvar) in preds.items():
                     means[k].append(mu)
@@ -181,9 +152,10 @@ class NeuroScale(NeuralMethod):
 
     # -- contract --------------------------------------------------------------------
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuroScale:
-        """Train ``ensemble`` members with the shared loop, one call per member, each with
-        ``budget.split(M)``: 1/M of the seconds and of the epochs (at least one). An
-        ensemble costs what one network costs, so larger M means less training per member."""
+        """Train ``ensemble`` members by the one ensemble mechanism (`methods.ensemble`):
+        each on ``budget.split(M)`` (1/M of the seconds and of the epochs, at least one)
+        and its own seed. An ensemble costs what one network costs, so larger M means
+        less training per member."""
         reason = self.not_applicable(spec)
         if reason:
             raise NotApplicable(reason)
@@ -199,20 +171,10 @@ class NeuroScale(NeuralMethod):
                 self.lambda_fine, self.lambda_coarse, self.lambda_div,
             )
             self._physics = phys if phys.active else None
-
-        # Equal shares of the budget; the shared loop anneals each member's cosine
-        # schedule over whichever of its epochs or its time share binds first.
+        # Physics hooks need the inputs in physical units, indexed like the loop's batches.
+        self._x_raw = torch.as_tensor(train_data.inputs, **dt)
         self._member_budget = budget.split(self.ensemble)
-        self._member_seeds = [member_seed(ctx.seed, m) for m in range(self.ensemble)]
-        members, self._member_logs = [], []
-        for s in self._member_seeds:
-            self._member_logs.append(self._fit_one(train_data, spec, self._member_budget, ctx, s))
-            members.append(self.model)
-        self.members = members
-        self.model = nn.ModuleList(members)  # n_params counts the whole ensemble
-        self.train_log = _merge_logs(self._member_logs)
-        self._ctx, self._batch = ctx, budget.batch_size
-        return self
+        return super().fit(train_data, spec, budget, ctx)
 
     def advance(self, state: np.ndarray, k: int) -> Prediction:
         """Rollout step: the coarse state, prolonged piecewise-constantly to the fine grid,
@@ -226,33 +188,10 @@ class NeuroScale(NeuralMethod):
         with self.rollout_mode():
             return self.predict(prolong(np.asarray(state), k), k)
 
-    def _fit_one(self, data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context, seed: int) -> TrainLog:
-        """One run of the shared loop (via NeuralMethod.fit) for one network."""
-        self._seed = seed
-        # Physics hooks need the inputs in physical units, indexed like the loop's batches.
-        self._x_raw = torch.as_tensor(data.inputs, dtype=ctx.torch_dtype, device=ctx.device)
-        super().fit(data, spec, budget, replace(ctx, seed=seed))
-        return self.train_log
-
     def diagnostics(self) -> dict[str, Any]:
         return {
-            "train_log": self.train_log.to_dict(),
-            "member_logs": [log.to_dict() for log in self._member_logs],
+            **super().diagnostics(),
             "member_budget": {"epochs": self._member_budget.epochs, "max_train_s": self._member_budget.max_train_s},
             "physics_scales": None if self._physics is None else dict(self._physics.scales),
-            "n_params_member": sum(p.numel() for p in self.members[0].parameters()),
+            "n_params_member": sum(p.numel() for p in self.networks[0].parameters()),
         }
-
-
-def _merge_logs(logs: list[TrainLog]) -> TrainLog:
-    """One log for the ensemble: summed epochs/steps/seconds, the worst stop reason and
-    the per-epoch loss and terms averaged over members (over the common epochs)."""
-    n = min(len(log.loss) for log in logs)
-    return TrainLog(
-        epochs=sum(log.epochs for log in logs),
-        steps=sum(log.steps for log in logs),
-        seconds=sum(log.seconds for log in logs),
-        stopped="time_limit" if any(log.stopped != "completed" for log in logs) else "completed",
-        loss=[float(np.mean([log.loss[e] for log in logs])) for e in range(n)],
-        terms={t: [float(np.mean([log.terms[t][e] for log in logs])) for e in range(n)] for t in logs[0].terms},
-    )

@@ -7,7 +7,7 @@ Data flow for a fine input ``x`` of shape ``(B, C_in, H, W)``:
    where ``gamma`` are sin/cos Fourier features of the cell centres (frequencies 0.5, 1,
    2, ... per unit length) so that the network can place high-frequency structure.
 2. Hierarchy: ``U^(l) = W_lift R_{s 2^l} g + e_l`` for ``l = 0..L`` (``s = stem``, ``R``
-   the conservative block average of `tasks.grid.restrict`, ``e_l`` a level embedding).
+   the conservative block average of `nskernel.grid.restrict`, ``e_l`` a level embedding).
    Averaging *nonlinear* local features is a learned family of cell averages
    (arithmetic, harmonic-like, interface density, orientation), the homogenisation-style
    statistics a coarse model of a rough coefficient needs.
@@ -32,7 +32,7 @@ from torch import nn
 from methods.dropout import FastDropout
 from methods.neuroscale.attention import ChannelNorm, CrossScaleAttention
 from methods.neuroscale.uncertainty import VarianceHead
-from tasks.grid import prolong, restrict
+from nskernel.grid import prolong, restrict
 
 
 def fourier_features(h: int, w: int, n_freq: int, like: torch.Tensor) -> torch.Tensor:

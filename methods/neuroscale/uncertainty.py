@@ -1,5 +1,6 @@
 """Uncertainty of NeuroScale: a heteroscedastic variance head (aleatoric), MC dropout
-and a deep ensemble (epistemic), combined as a moment-matched Gaussian mixture.
+and a deep ensemble (epistemic, `methods.ensemble`), combined as a moment-matched
+Gaussian mixture (`methods.ensemble.mixture_moments`).
 
 With S = M x T predictions (M ensemble members, T dropout masks each; T = 1 without
 dropout), each a Gaussian ``N(mu_s, sigma_s^2)``, the equally weighted mixture has
@@ -42,15 +43,6 @@ class VarianceHead(nn.Module):
         a, s = self.net(feats_k).chunk(2, dim=1)
         t = a + s * (math.log2(k) - self.centre)
         return self.bound * torch.tanh(t / self.bound)
-
-
-def mixture_moments(means: torch.Tensor, variances: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Moments of the equal-weight mixture of ``N(means[s], variances[s])`` over the
-    leading axis ``s``; ``variances=None`` means point predictions (zero aleatoric)."""
-    mean = means.mean(0)
-    epistemic = (means - mean).pow(2).mean(0)
-    aleatoric = variances.mean(0) if variances is not None else torch.zeros_like(mean)
-    return mean, aleatoric + epistemic
 
 
 @contextmanager

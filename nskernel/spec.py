@@ -1,0 +1,142 @@
+"""The contract between tasks and everything else: `TaskSpec`, `CoarseSolver`, `Task`.
+
+A method is built from a `TaskSpec` alone; it never sees a task's name or class. The
+spec therefore carries the shapes *and* the physics hooks (residual, divergence,
+conservation, coarse and fine solvers) that physics-aware methods and metrics need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from nskernel.data import Dataset
+from nskernel.metric import Metric
+
+K_VALUES: tuple[int, ...] = (4, 8, 16)
+SIZES: tuple[str, ...] = ("smoke", "small", "paper")
+
+
+@dataclass(frozen=True)
+class CoarseSolver:
+    """A classical solver on the k-coarse grid.
+
+    * ``solve(inputs, k, **params) -> ndarray (N, C_out, H/k, W/k)`` from fine inputs.
+    * ``advance(state_coarse, k, **params) -> ndarray`` (time-dependent tasks): advance a
+      coarse state ``(N, C, H/k, W/k)`` by one horizon; used for rollouts.
+    * ``params``: keyword parameters and their defaults (chosen by measurement);
+      ``choices`` the valid values of enumerated parameters (checked before a run).
+    """
+
+    solve: Callable[..., np.ndarray]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    advance: Callable[..., np.ndarray] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a method or metric may know about a task.
+
+    Shapes are channel-first: inputs ``(N, in_channels, H, W)``, outputs
+    ``(N, out_channels, H // k, W // k)`` for every ``k`` in ``k_values``.
+
+    Physics hooks (``None`` where a task has no such operator):
+
+    * ``residual(u, inputs, k) -> Tensor``: the task's discrete PDE residual of the torch
+      field ``u`` given on the grid coarsened by ``k`` (``k = 1`` is the fine grid), with
+      the fine ``inputs`` supplying coefficients/forcing. Differentiable in ``u``.
+    * ``divergence(u, k) -> Tensor``: discrete divergence of a velocity output (flows).
+    * ``conservation(pred, target, inputs, k) -> ndarray (N,)``: the normalised
+      conservation error per sample (see ``docs/metrics.md``).
+    * ``coarse_solvers``: the classical coarse-grid solvers by family (``"fv"``,
+      ``"spectral"``), each a `CoarseSolver`; the methods ``coarse_fv`` and
+      ``coarse_spectral`` look their family up here and record ``n/a`` if absent.
+    * ``fine_solve(inputs) -> ndarray``: the fine solver whose output, restricted, is the
+      target; it is the denominator of ``speedup``.
+    * ``metrics``: the task's own metrics, `Metric` records like the suite's (one
+      definition each: function, direction, tolerance, description).
+
+    Time-dependent tasks (``time_dependent=True``): inputs are the state at t (so
+    ``in_channels == out_channels``), targets are ``R_k`` of the state at t + horizon,
+    and every `CoarseSolver` also has ``advance``. Rollouts are scored at
+    ``rollout_horizons`` (multiples of the horizon).
+    """
+
+    name: str
+    fine_shape: tuple[int, int]
+    in_channels: int
+    out_channels: int
+    in_names: tuple[str, ...]
+    out_names: tuple[str, ...]
+    boundary: str
+    time_dependent: bool = False
+    k_values: tuple[int, ...] = K_VALUES
+    domain: tuple[float, float] = (1.0, 1.0)
+    residual: Callable[..., Any] | None = None
+    #: the finest factor at which physics-informed losses should evaluate ``residual``
+    #: (1 = the fine grid); a task raises it where the fine-grid residual is
+    #: ill-conditioned or far costlier than the network (turbulence: see its docstring)
+    physics_k: int = 1
+    divergence: Callable[..., Any] | None = None
+    conservation: Callable[..., np.ndarray] | None = None
+    coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)
+    fine_solve: Callable[[np.ndarray], np.ndarray] | None = None
+    fine_solver_name: str = ""
+    metrics: tuple[Metric, ...] = ()
+    #: the task's physical parameters, in the task's own type: read only by the task's
+    #: own hooks and metrics (a method must not depend on it)
+    physics: Any = None
+    rollout_horizons: tuple[int, ...] = ()
+    #: the symmetry group the problem is equivariant under (for equivariant methods):
+    #: "p4m" (rotations by 90 degrees and reflections), "p4", "flip_x" (reflection
+    #: x -> -x), or "none"
+    symmetry: str = "none"
+    #: sign of each input / output channel under the reflections of ``symmetry`` (+1: a
+    #: scalar; -1: a pseudoscalar such as vorticity, or the reflected component of a
+    #: vector such as u under x -> -x); () = every channel is a scalar
+    in_parity: tuple[int, ...] = ()
+    out_parity: tuple[int, ...] = ()
+    #: the continuous PDE for pointwise (PINN-type) solvers; see tasks/pointwise.py
+    pointwise: Any | None = None
+
+    def coarse_shape(self, k: int) -> tuple[int, int]:
+        """Grid shape after coarse-graining by ``k``; raises if ``k`` does not divide."""
+        h, w = self.fine_shape
+        if k < 1 or h % k or w % k:
+            raise ValueError(
+                f"k={k} does not divide the fine grid {h}x{w} of task {self.name!r}; "
+                f"valid k: {', '.join(map(str, valid_ks(self.fine_shape)))}"
+            )
+        return h // k, w // k
+
+
+def valid_ks(shape: tuple[int, int]) -> list[int]:
+    """Coarse-graining factors (>1) that divide both grid dimensions."""
+    h, w = shape
+    return [k for k in range(2, min(h, w) + 1) if h % k == 0 and w % k == 0]
+
+
+class Task(Protocol):
+    """A PDE problem: a frozen dataclass with physical/discretisation fields."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]]
+    n_train: int
+    n_test: int
+
+    @classmethod
+    def sized(cls, size: str) -> Task:
+        """The task configured for a benchmark size in ``SIZES``."""
+        ...
+
+    def spec(self) -> TaskSpec: ...
+
+    def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
+        """``n`` samples, deterministic in ``seed``; sample ``i`` depends on ``(seed, i)``
+        only, so a smaller dataset is a prefix of a larger one."""
+        ...

@@ -1,0 +1,100 @@
+"""Classical coarse-grid solvers of the turbulence task (``TaskSpec.coarse_solvers``).
+
+Both start from ``R_k omega(t)`` on the ``n/k`` grid and advance one horizon ``dT``:
+
+* ``"fv"``: second-order conservative finite differences, Arakawa Jacobian (conserves
+  discrete energy and enstrophy), 5-point Laplacian, FFT Poisson solve, RK4;
+  cell-averaged forcing (`tasks.arakawa`).
+* ``"spectral"``: the fine pseudo-spectral scheme on the ``n/k`` grid with a Smagorinsky
+  eddy viscosity ``cs``; with ``deconvolve`` the cell averages are first turned into
+  point values by dividing by the box filter's transfer function
+  ``sinc(k_x h/2) sinc(k_y h/2)``, and the result is filtered back.
+
+Defaults were chosen by measurement on small data (docs/turbulence.md).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from nskernel import CoarseSolver
+from nskernel.grid import restrict
+from tasks.numerics.spectral import box_transfer
+from tasks.turbulence.arakawa import ArakawaSolver
+from tasks.turbulence.solver import VorticitySolver, kolmogorov_forcing
+
+FV_CFL = 0.5
+SPECTRAL_CFL = 0.5
+SMAGORINSKY_CS = 0.1
+
+
+@lru_cache(maxsize=32)
+def _fv_solver(n: int, nu: float, drag: float, force: float, kf: int) -> ArakawaSolver:
+    from tasks.turbulence.metrics import Flow
+
+    return ArakawaSolver(n, nu, drag, Flow(nu, drag, force, kf, 1.0).forcing_avg(n))
+
+
+@lru_cache(maxsize=32)
+def _spectral_solver(n: int, nu: float, drag: float, force: float, kf: int, cs: float) -> VorticitySolver:
+    # 3/2-rule padding: a 2/3 truncation would discard a third of the few coarse modes;
+    # one FFT thread: coarse grids are too small for threads to pay
+    return VorticitySolver(n, nu, drag, kolmogorov_forcing(n, force, kf), backend="scipy", threads=1,
+                           smagorinsky=cs, dealias="pad")
+
+
+def fv_advance(state: np.ndarray, task: Any, cfl: float = FV_CFL) -> np.ndarray:
+    """Advance coarse ``(N, 1, m, m)`` omega by one horizon with the Arakawa scheme."""
+    w = np.asarray(state, dtype=np.float64)[:, 0]
+    s = _fv_solver(w.shape[-1], task.viscosity, task.drag, task.force, task.kf)
+    return s.advance(w, task.horizon, cfl)[:, None]
+
+
+def spectral_advance(
+    state: np.ndarray, task: Any, cs: float = SMAGORINSKY_CS, cfl: float = SPECTRAL_CFL, deconvolve: bool = True
+) -> np.ndarray:
+    """Advance coarse ``(N, 1, m, m)`` omega by one horizon with the spectral LES."""
+    w = np.asarray(state, dtype=np.float64)[:, 0]
+    m = w.shape[-1]
+    s = _spectral_solver(m, task.viscosity, task.drag, task.force, task.kf, float(cs))
+    wh = np.fft.rfft2(w)
+    box = box_transfer(m)
+    if deconvolve:
+        wh = wh / box
+    wh, _ = s.advance(wh * s._ops["mask"], task.horizon, cfl)
+    if deconvolve:
+        wh = wh * box
+    return np.fft.irfft2(wh, s=(m, m))[:, None]
+
+
+def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
+    """The ``"fv"`` and ``"spectral"`` solvers of ``task`` (a `Turbulence`)."""
+
+    def fv_solve(inputs: np.ndarray, k: int, cfl: float = FV_CFL) -> np.ndarray:
+        return fv_advance(restrict(np.asarray(inputs, dtype=np.float64), k), task, cfl)
+
+    def fv_adv(state: np.ndarray, k: int, cfl: float = FV_CFL) -> np.ndarray:
+        return fv_advance(state, task, cfl)
+
+    def sp_solve(inputs: np.ndarray, k: int, cs: float = SMAGORINSKY_CS, cfl: float = SPECTRAL_CFL,
+                 deconvolve: bool = True) -> np.ndarray:
+        return spectral_advance(restrict(np.asarray(inputs, dtype=np.float64), k), task, cs, cfl, deconvolve)
+
+    def sp_adv(state: np.ndarray, k: int, cs: float = SMAGORINSKY_CS, cfl: float = SPECTRAL_CFL,
+               deconvolve: bool = True) -> np.ndarray:
+        return spectral_advance(state, task, cs, cfl, deconvolve)
+
+    return {
+        "fv": CoarseSolver(
+            solve=fv_solve, advance=fv_adv, params={"cfl": FV_CFL},
+            description="Arakawa-Jacobian finite differences (conserve energy and enstrophy), RK4, k-coarse grid",
+        ),
+        "spectral": CoarseSolver(
+            solve=sp_solve, advance=sp_adv, params={"cs": SMAGORINSKY_CS, "cfl": SPECTRAL_CFL, "deconvolve": True},
+            choices={"deconvolve": (True, False)},
+            description="pseudo-spectral IF-RK4 on the k-coarse grid with Smagorinsky eddy viscosity c_s",
+        ),
+    }
