@@ -32,7 +32,7 @@ from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
 from bench.provenance import provenance
 from bench.records import measurement, record_path, write_json_atomic
-from bench.scoring import evaluate, evaluate_rollouts
+from bench.scoring import evaluate, evaluate_rollouts, scored_metrics
 from nskernel import Budget, Context, Dataset, Device, Factors, Task
 from nskernel.errors import CellTimeout, Diverged, NotApplicable
 
@@ -213,7 +213,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
             test = test.subset(slice(0, min(len(test), n_eval)))
             rec["eval_samples"] = len(test)
         artifacts: dict[str, Any] = {}
-        rows = evaluate(method, spec, test, cfg.factors, ctx, artifacts)
+        rows = evaluate(method, spec, test, cfg.factors, ctx, scored_metrics(task.metrics), artifacts)
         rows += evaluate_rollouts(method, spec, test, cfg.factors, ctx, max_samples=ROLLOUT_SAMPLES.get(cfg.size))
     fine = FineTiming.for_cell(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads)
     rows += time_inference(method, spec, test, cfg.factors, ctx, TIMING_CAPS.get(cfg.size), fine)

@@ -10,13 +10,14 @@ diverged / timed out (or missing) in the new run is a regression too.
 Default tolerances are each metric's own (`nskernel.Metric.tolerance`): tight for
 accuracy, loose for timings (shared machines are noisy), none for machine-dependent
 costs such as memory; override them per metric on the command line
-(``--tol rel_l2=0.02`` or ``--tol speedup=0.5:0``) or from a JSON file
-``{"metric": {"rtol": r, "atol": a}}``.
+(``--tol rel_l2=0.02`` or ``--tol speedup=0.5:0``) or from a JSON file (see
+`parse_tolerances`), which may also widen them per method.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +32,56 @@ from nskernel.metric import base_name
 KEYS = ["task", "method", "k", "metric"]
 
 
-def tolerance_for(metric: str, overrides: dict[str, Tolerance]) -> Tolerance | None:
-    """The tolerance of a column: an override, else the metric's own default (None: the
-    metric is not compared unless a tolerance is given for it)."""
-    for key in (metric, base_name(metric)):  # rollout_rel_l2@2, then rollout_rel_l2
-        if key in overrides:
-            return overrides[key]
-    return metric_info(metric).tolerance
+@dataclass(frozen=True)
+class Tolerances:
+    """Tolerance overrides: per metric column (``rel_l2``, or a base name such as
+    ``rollout_rel_l2``), and per method (``by_method[method][metric or "*"]``).
+
+    A method's entry only widens the tolerance the metric would have (the larger rtol
+    and atol win): it is for methods whose numbers are known to move more than the
+    metric's default between machines (docs/architecture.md, "Regression checks")."""
+
+    by_metric: dict[str, Tolerance] = field(default_factory=dict)
+    by_method: dict[str, dict[str, Tolerance]] = field(default_factory=dict)
+
+    def for_(self, method: str, metric: str) -> Tolerance | None:
+        """The tolerance of a (method, metric column) pair, or None: not compared."""
+        tol = next((self.by_metric[k] for k in (metric, base_name(metric)) if k in self.by_metric),
+                   metric_info(metric).tolerance)
+        own = self.by_method.get(method, {})
+        wide = next((own[k] for k in (metric, base_name(metric), "*") if k in own), None)
+        if tol is None or wide is None:
+            return tol
+        return Tolerance(max(tol.rtol, wide.rtol), max(tol.atol, wide.atol))
 
 
-def parse_tolerances(items: list[str], file: Path | None = None) -> dict[str, Tolerance]:
-    """``["rel_l2=0.02", "speedup=0.5:0.1"]`` (rtol[:atol]) plus an optional JSON file."""
-    out: dict[str, Tolerance] = {}
+def _tolerance(spec: object, where: str) -> Tolerance:
+    if not isinstance(spec, dict) or set(spec) - {"rtol", "atol"}:
+        raise ValueError(f"{where}: expected {{\"rtol\": r, \"atol\": a}}, got {spec!r}")
+    return Tolerance(float(spec.get("rtol", 0.0)), float(spec.get("atol", 0.0)))
+
+
+def parse_tolerances(items: list[str], file: Path | None = None) -> Tolerances:
+    """``["rel_l2=0.02", "speedup=0.5:0.1"]`` (rtol[:atol]) plus an optional JSON file
+    ``{"metric": {"rtol": r, "atol": a}, ..., "by_method": {"method": {"metric" or "*":
+    {"rtol": r, "atol": a}}}}``; command-line items win over the file."""
+    out = Tolerances()
     if file is not None:
         try:
             data = json.loads(Path(file).read_text())
-            out.update({m: Tolerance(float(t.get("rtol", 0.0)), float(t.get("atol", 0.0))) for m, t in data.items()})
+            for name, spec in data.items():
+                if name == "by_method":
+                    for method, per in spec.items():
+                        out.by_method[method] = {m: _tolerance(t, f"by_method.{method}.{m}") for m, t in per.items()}
+                else:
+                    out.by_metric[name] = _tolerance(spec, name)
         except (OSError, ValueError, AttributeError) as e:
             raise UsageError(f"cannot read tolerance file {file}: {e}") from None
     for item in items:
         try:
             metric, value = item.split("=", 1)
             rtol, _, atol = value.partition(":")
-            out[metric] = Tolerance(float(rtol), float(atol or 0.0))
+            out.by_metric[metric] = Tolerance(float(rtol), float(atol or 0.0))
         except ValueError:
             raise UsageError(f"bad tolerance {item!r}: expected metric=rtol[:atol], e.g. rel_l2=0.05") from None
     return out
@@ -80,11 +108,11 @@ def _cell_status(df: pd.DataFrame) -> dict[tuple[str, str], str]:
     return out
 
 
-def compare(base_path: Path, new_path: Path, overrides: dict[str, Tolerance] | None = None,
+def compare(base_path: Path, new_path: Path, overrides: Tolerances | None = None,
             z: float = 2.0) -> pd.DataFrame:
     """The comparison table, one row per matched measurement, with a ``verdict`` column
     in {regressed, improved, same} (plus rows for cells that stopped working)."""
-    overrides = overrides or {}
+    overrides = overrides or Tolerances()
     base, new = _load(base_path), _load(new_path)
     missing_tasks = sorted(set(base.task) - set(new.task))
     if missing_tasks:
@@ -93,7 +121,7 @@ def compare(base_path: Path, new_path: Path, overrides: dict[str, Tolerance] | N
     table = sb.add_suffix("_base").join(sn.add_suffix("_new"), how="inner").reset_index()
     verdicts, limits = [], []
     for row in table.itertuples(index=False):
-        tol = tolerance_for(row.metric, overrides)
+        tol = overrides.for_(row.method, row.metric)
         if tol is None:
             verdicts.append("ignored")
             limits.append(np.nan)

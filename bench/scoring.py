@@ -4,11 +4,12 @@ coarse rollouts of time-dependent tasks.
 Every metric yields a row for every k: a value, or ``n/a`` with the reason (a
 requirement of the metric not met, a k the method cannot produce). Nothing is silently
 dropped. The metrics are the suite's scores (`bench.metrics.METRICS`, those with a
-function) followed by the task's own (``TaskSpec.metrics``).
+function) followed by the task's own (``Task.metrics``), handed over by the cell.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,10 @@ ROLLOUT = METRICS["rollout_rel_l2"]
 DECORRELATION = METRICS["decorrelation_time"]
 
 
-def scored_metrics(spec: TaskSpec) -> list[Metric]:
-    """The metrics computed from a prediction on task ``spec``, in column order."""
-    return [m for m in METRICS.values() if m.fn is not None] + list(spec.metrics)
+def scored_metrics(task_metrics: Sequence[Metric] = ()) -> list[Metric]:
+    """The metrics computed from a prediction, in column order: the suite's scores, then
+    a task's own (``Task.metrics``)."""
+    return [m for m in METRICS.values() if m.fn is not None] + list(task_metrics)
 
 
 def _na_rows(names: list[str], k: int, unseen: bool, reason: str) -> list[dict[str, Any]]:
@@ -41,8 +43,9 @@ def _stat_row(name: str, vals: np.ndarray, k: int, unseen: bool) -> dict[str, An
 
 
 def evaluate(method: Method, spec: TaskSpec, test: Dataset, factors: Factors, ctx: Context,
-             artifacts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Metric rows for every k in ``factors.test`` on the test set.
+             metrics: Sequence[Metric], artifacts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of every metric in ``metrics`` (`scored_metrics`) for every k in
+    ``factors.test`` on the test set.
 
     If ``artifacts`` is given it is filled with what figures need beyond the table: the
     pooled calibration curve of probabilistic predictions per k (``calibration``) and
@@ -52,7 +55,6 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, factors: Factors, ct
     artifacts = {} if artifacts is None else artifacts
     snap = artifacts.setdefault("snapshot", {"input": test.inputs[SNAPSHOT_SAMPLE]})
     calib = artifacts.setdefault("calibration", {})
-    metrics = scored_metrics(spec)
     reasons = {k: method.k_not_supported(k, factors.train) for k in factors.test}
     ctx.check_deadline("predict")
     # One call for every supported k: methods share their work across factors.

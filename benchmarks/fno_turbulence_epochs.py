@@ -13,24 +13,26 @@ import sys
 import time
 
 from bench.cell import CellConfig, dataset_for, train_test
-from bench.evaluate import evaluate
 from bench.names import build_method
-from nskernel import Budget, Context
+from bench.scoring import evaluate, scored_metrics
+from nskernel import Budget, Context, Factors
 
 
 def main(epochs: int) -> None:
-    cfg = CellConfig(task="turbulence", method="fno", seed=0, size="small", k_train=(4, 8), k_test=(4, 8, 16),
+    factors = Factors((4, 8), (4, 8, 16))
+    budget = Budget(epochs=epochs, max_train_s=1e9, batch_size=16, anneal_on_time=False)
+    cfg = CellConfig(task="turbulence", method="fno", seed=0, size="small", factors=factors, budget=budget,
                      data_dir=os.environ.get("NEUROSCALE_DATA", os.path.expanduser("~/.cache/neuroscale-bench")))
     task, data, _ = dataset_for(cfg)
     spec = task.spec()
-    train, test = train_test(task, data, cfg.k_train)
+    train, test = train_test(task, data, factors.train)
     ctx = Context(seed=0, threads=2)
     ctx.apply()
     for name in ("coarse_fv", "fno"):
         _, method = build_method(name)
         t0 = time.perf_counter()
-        method.fit(train, spec, Budget(epochs=epochs, max_train_s=1e9, batch_size=16, anneal_on_time=False), ctx)
-        rows = evaluate(method, spec, test, cfg.k_train, cfg.k_test, ctx)
+        method.fit(train, spec, budget, ctx)
+        rows = evaluate(method, spec, test, factors, ctx, scored_metrics(task.metrics))
         rel = {r["k"]: r["value"] for r in rows if r["metric"] == "rel_l2"}
         print(f"{name:10s} epochs={epochs if name == 'fno' else '-'} fit+eval {time.perf_counter() - t0:6.1f} s  "
               f"rel_l2 k=4 {rel[4]:.3f}  k=8 {rel[8]:.3f}  k=16 {rel[16]:.3f}", flush=True)

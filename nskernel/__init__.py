@@ -4,8 +4,9 @@ Tasks, methods and metrics meet here; the harness (``bench``) builds on all of t
 Everything in this package imports NumPy only (torch is imported lazily where a value
 needs it), so importing the kernel or the metric registry never imports torch.
 
-* `TaskSpec`, `CoarseSolver`, `Task` (``spec``) and `Dataset` (``data``): what a task
-  publishes; `PointwisePDE` (``pointwise``): its continuous PDE for pointwise solvers.
+* `Task` (``task``): what a benchmark problem implements; `TaskSpec`, `CoarseSolver`
+  (``spec``): what it publishes to methods; `Dataset` (``data``): its samples;
+  `PointwisePDE` (``pointwise``): its continuous PDE for pointwise solvers.
 * `Method`, `TimingHints` (``method``) and `Prediction` (``prediction``): what a method
   implements and returns.
 * `Metric`, `Tolerance` (``metric``): one record per score.
@@ -24,7 +25,8 @@ from nskernel.metric import Metric, Tolerance
 from nskernel.pointwise import PointSet, PointwisePDE
 from nskernel.prediction import Prediction
 from nskernel.registry import build_registry, lookup
-from nskernel.spec import K_VALUES, SIZES, CoarseSolver, Task, TaskSpec
+from nskernel.spec import K_VALUES, SIZES, CoarseSolver, TaskSpec
+from nskernel.task import Task
 
 __all__ = [
     "K_VALUES", "SIZES", "Budget", "CellTimeout", "CoarseSolver", "Context", "Dataset", "Device", "Diverged",

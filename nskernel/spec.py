@@ -1,4 +1,4 @@
-"""The contract between tasks and everything else: `TaskSpec`, `CoarseSolver`, `Task`.
+"""What a task publishes to methods and metrics: `TaskSpec` and its `CoarseSolver`s.
 
 A method is built from a `TaskSpec` alone; it never sees a task's name or class. The
 spec therefore carries the shapes *and* the physics hooks (residual, divergence,
@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import numpy as np
-
-from nskernel.data import Dataset
-from nskernel.metric import Metric
 
 K_VALUES: tuple[int, ...] = (4, 8, 16)
 SIZES: tuple[str, ...] = ("smoke", "small", "paper")
@@ -58,8 +55,6 @@ class TaskSpec:
       ``coarse_spectral`` look their family up here and record ``n/a`` if absent.
     * ``fine_solve(inputs) -> ndarray``: the fine solver whose output, restricted, is the
       target; it is the denominator of ``speedup``.
-    * ``metrics``: the task's own metrics, `Metric` records like the suite's (one
-      definition each: function, direction, tolerance, description).
 
     Time-dependent tasks (``time_dependent=True``): inputs are the state at t (so
     ``in_channels == out_channels``), targets are ``R_k`` of the state at t + horizon,
@@ -87,7 +82,6 @@ class TaskSpec:
     coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)
     fine_solve: Callable[[np.ndarray], np.ndarray] | None = None
     fine_solver_name: str = ""
-    metrics: tuple[Metric, ...] = ()
     #: the task's physical parameters, in the task's own type: read only by the task's
     #: own hooks and metrics (a method must not depend on it)
     physics: Any = None
@@ -119,24 +113,3 @@ def valid_ks(shape: tuple[int, int]) -> list[int]:
     """Coarse-graining factors (>1) that divide both grid dimensions."""
     h, w = shape
     return [k for k in range(2, min(h, w) + 1) if h % k == 0 and w % k == 0]
-
-
-class Task(Protocol):
-    """A PDE problem: a frozen dataclass with physical/discretisation fields."""
-
-    name: ClassVar[str]
-    metrics: ClassVar[tuple[Metric, ...]]
-    n_train: int
-    n_test: int
-
-    @classmethod
-    def sized(cls, size: str) -> Task:
-        """The task configured for a benchmark size in ``SIZES``."""
-        ...
-
-    def spec(self) -> TaskSpec: ...
-
-    def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
-        """``n`` samples, deterministic in ``seed``; sample ``i`` depends on ``(seed, i)``
-        only, so a smaller dataset is a prefix of a larger one."""
-        ...

@@ -6,6 +6,7 @@ import pytest
 from bench.cli import main
 from bench.compare import compare, parse_tolerances
 from bench.records import CSV_COLUMNS
+from nskernel import Tolerance
 from nskernel.errors import UsageError
 
 
@@ -72,6 +73,24 @@ def test_tolerance_overrides(tmp_path):
     assert main(["compare", str(base), str(new), "--tol-file", str(f)]) == 0
     with pytest.raises(UsageError, match="metric=rtol"):
         parse_tolerances(["rel_l2"])
+
+
+def test_per_method_tolerances_only_widen(tmp_path):
+    base = _write(tmp_path / "a", _rows([0.100]))
+    new = _write(tmp_path / "b", _rows([0.120]))
+    f = tmp_path / "tol.json"
+    f.write_text('{"by_method": {"fno": {"*": {"rtol": 0.5}}}}')
+    assert main(["compare", str(base), str(new), "--tol-file", str(f)]) == 0  # fno may move by 50 %
+    f.write_text('{"by_method": {"neuroscale": {"*": {"rtol": 0.5}}}}')
+    assert main(["compare", str(base), str(new), "--tol-file", str(f)]) == 1  # other methods keep 5 %
+    tols = parse_tolerances([], f)
+    assert tols.for_("neuroscale", "rel_l2") == Tolerance(0.5, 1e-6)  # the wider of both, per bound
+    f.write_text('{"by_method": {"fno": {"rel_l2": {"rtol": 0.0}}}}')
+    assert parse_tolerances([], f).for_("fno", "rel_l2") == Tolerance(0.05, 1e-6)  # never narrower
+    assert parse_tolerances([], f).for_("fno", "fine_s") is None  # not compared by default stays so
+    f.write_text('{"rel_l2": {"rtol": 0.5, "rotl": 1}}')
+    with pytest.raises(UsageError, match="cannot read tolerance file"):
+        parse_tolerances([], f)
 
 
 def test_cell_that_stopped_working_is_a_regression(tmp_path):

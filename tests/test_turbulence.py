@@ -247,7 +247,7 @@ def test_conservation_metric_is_small_on_truth_and_order_one_when_wrong(task, da
 
 def test_spectrum_error_metric(task, data):
     spec = task.spec()
-    (metric,) = [m for m in spec.metrics if m.name == "spectrum_err"]
+    (metric,) = [m for m in task.metrics if m.name == "spectrum_err"]
     truth = data.targets[4]
     assert np.all(metric.fn(Prediction(truth), truth, data.inputs, 4, spec) < 1e-12)
     doubled = metric.fn(Prediction(2 * truth), truth, data.inputs, 4, spec)

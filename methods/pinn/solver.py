@@ -12,6 +12,7 @@ the timing harness clears the cache inside every timed call (``clear_cache``), s
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 import zlib
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from nskernel import SIZES, Budget, Context, Dataset, Method, PointwisePDE, Prediction, TaskSpec, TimingHints
+from nskernel.context import DTYPES
 from nskernel.errors import Diverged
 from nskernel.grid import restrict
 
@@ -48,7 +50,16 @@ class PointwiseSolver(Method):
     ``time_slices`` (collocation times per spatial stratum, time-dependent tasks),
     ``max_solve_s`` (wall-time cap per instance); the tanh MLP's ``width``, ``depth``,
     ``modes`` (periodic embedding harmonics) and ``lr``; ``threads``: intra-op threads of
-    a solve; ``force``: run where the task marks its pointwise PDE infeasible."""
+    a solve; ``force``: run where the task marks its pointwise PDE infeasible.
+
+    ``precision``: the solve's floating-point type, whatever the run's ``--dtype``.
+    float64 by default: L-BFGS and HMC on these small per-instance problems amplify
+    float32 rounding into different results on different CPU instruction sets (measured
+    with ``ATEN_CPU_CAPABILITY=default`` against AVX-512: smoke `pinn` moved by 4 % and
+    `bpinn` by up to 100 % in float32; `pinn` not at all and `bpinn` on Darcy by < 1 % in
+    float64), and HMC's accept test compares Hamiltonians of order 1e3-1e5, where float32
+    rounding is not small next to the energy errors the step size is tuned to
+    (docs/pinn.md)."""
 
     # A solve takes seconds to minutes: time one instance, once (bench.costs). One
     # solve serves every k (R_k of the fine field), so its cost does not depend on k.
@@ -65,10 +76,13 @@ class PointwiseSolver(Method):
     lr: float = 1e-3
     threads: int = 1
     force: bool = False
+    precision: str = "float64"
 
     def check_params(self) -> None:
         if self.instances is not None and self.instances < 1:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
+        if self.precision not in DTYPES:
+            raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(DTYPES)}")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
         pde = spec.pointwise
@@ -93,7 +107,7 @@ class PointwiseSolver(Method):
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> PointwiseSolver:
         # Nothing is learned from `train`: each test instance is solved from its PDE.
         self._pde: PointwisePDE = spec.pointwise
-        self._ctx = ctx
+        self._ctx = dataclasses.replace(ctx, dtype=self.precision)
         self._size = budget_size(budget)
         self._settings = self.settings(self._size)
         self._cache: dict[int, np.ndarray] = {}

@@ -76,7 +76,7 @@ class Convection:
     """
 
     name: ClassVar[str] = "convection"
-    #: the task\'s own metrics (besides the suite\'s), declared once
+    #: the task's own metrics (besides the suite's), declared once
     metrics: ClassVar[tuple[Metric, ...]] = (NUSSELT_ERR, PROFILE_ERR)
     ra: float = 2e6
     pr: float = 1.0
@@ -274,7 +274,6 @@ class Convection:
             symmetry="flip_x",
             in_parity=(1, -1, 1),
             out_parity=(1, -1, 1),
-            metrics=self.metrics,
             physics=ph,
             rollout_horizons=ROLLOUT_HORIZONS,
         )

@@ -124,7 +124,7 @@ class Darcy:
     """
 
     name: ClassVar[str] = "darcy"
-    #: the task\'s own metrics (besides the suite\'s), declared once
+    #: the task's own metrics (besides the suite's), declared once
     metrics: ClassVar[tuple[Metric, ...]] = ()
     resolution: int = 64
     contrast: tuple[float, float] = (12.0, 3.0)

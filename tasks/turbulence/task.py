@@ -80,7 +80,7 @@ class Turbulence:
     """
 
     name: ClassVar[str] = "turbulence"
-    #: the task\'s own metrics (besides the suite\'s), declared once
+    #: the task's own metrics (besides the suite's), declared once
     metrics: ClassVar[tuple[Metric, ...]] = (tm.SPECTRUM_ERR,)
     re: float = 1e3
     size: str = "small"
@@ -237,7 +237,6 @@ class Turbulence:
             # Kolmogorov forcing cos(kf y) breaks rotations and plain reflections (its
             # symmetries need a half-period shift in y), so no group is claimed.
             symmetry="none",
-            metrics=self.metrics,
             physics=flow,
             rollout_horizons=(1, 2, 4, 8),
         )

@@ -1,0 +1,32 @@
+"""`Task`: the protocol every benchmark problem implements (a frozen dataclass)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from nskernel.data import Dataset
+from nskernel.metric import Metric
+from nskernel.spec import TaskSpec
+
+
+class Task(Protocol):
+    """A PDE problem: a frozen dataclass with physical/discretisation fields."""
+
+    name: ClassVar[str]
+    #: the task's own metrics, scored besides the suite's: `Metric` records like those of
+    #: ``bench.metrics`` (one definition each: function, direction, tolerance, description)
+    metrics: ClassVar[tuple[Metric, ...]]
+    n_train: int
+    n_test: int
+
+    @classmethod
+    def sized(cls, size: str) -> Task:
+        """The task configured for a benchmark size in ``SIZES``."""
+        ...
+
+    def spec(self) -> TaskSpec: ...
+
+    def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
+        """``n`` samples, deterministic in ``seed``; sample ``i`` depends on ``(seed, i)``
+        only, so a smaller dataset is a prefix of a larger one."""
+        ...
