@@ -95,7 +95,7 @@ class TaskSpec:
     #: vector such as u under x -> -x); () = every channel is a scalar
     in_parity: tuple[int, ...] = ()
     out_parity: tuple[int, ...] = ()
-    #: the continuous PDE for pointwise (PINN-type) solvers; see tasks/pointwise.py
+    #: the continuous PDE for pointwise (PINN-type) solvers; see nskernel/pointwise.py
     pointwise: Any | None = None
 
     def coarse_shape(self, k: int) -> tuple[int, int]:
