@@ -12,4 +12,4 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: step-bound budgets, validation, checkpoints, `truncated`

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench import SCHEMA_VERSION
-from bench.config import BUDGETS, ROLLOUT_SAMPLES, TIMING_CAPS
+from bench.config import ROLLOUT_SAMPLES, TIMING_CAPS
 from bench.costs import FineTiming, time_inference
 from bench.data import config_hash, load_or_generate
 from bench.memory import PeakMemory
@@ -59,19 +61,19 @@ class CellConfig:
     data_dir: str = ""
     run_dir: str = ""
     progress: bool = False
+    #: training writes a resumable checkpoint at most this often (0: every epoch)
+    checkpoint_every_s: float = 30.0
 
     def identity(self) -> dict[str, Any]:
-        """What determines the cell's numbers (not where files go or how it is shown).
-        The budget counts only where it differs from the size's own, so cells without
-        overrides keep the hashes they always had."""
-        d: dict[str, Any] = {"task": self.task, "method": self.method, "seed": self.seed, "size": self.size,
-                             "k_train": list(self.factors.train), "k_test": list(self.factors.test),
-                             "device": str(self.device), "dtype": self.dtype}
-        default = BUDGETS[self.size]
-        for key in ("epochs", "max_train_s"):
-            if getattr(self.budget, key) != getattr(default, key):
-                d[key] = getattr(self.budget, key)
-        return d
+        """What determines the cell's numbers (not where files go or how it is shown):
+        the budget's mode, amount and batch, but not its wall-clock safety cap, which
+        changes no number (a cell it stops is ``truncated``)."""
+        b = self.budget
+        amount = {"epochs": b.epochs} if b.mode == "epochs" else {"flops": b.flops}
+        return {"task": self.task, "method": self.method, "seed": self.seed, "size": self.size,
+                "k_train": list(self.factors.train), "k_test": list(self.factors.test),
+                "device": str(self.device), "dtype": self.dtype,
+                "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}}
 
     @property
     def config_hash(self) -> str:
@@ -80,6 +82,11 @@ class CellConfig:
     @property
     def path(self) -> Path:
         return record_path(Path(self.run_dir), self.task, self.method, self.seed)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The cell's checkpoints: the trained model(s) and, while training, its state."""
+        return Path(self.run_dir) / "checkpoints" / self.path.stem
 
 
 @contextlib.contextmanager
@@ -114,11 +121,20 @@ def dataset_for(cfg: CellConfig) -> tuple[Task, Dataset, str]:
     return _DATA[key]
 
 
-def train_test(task: Task, data: Dataset, k_train: tuple[int, ...]) -> tuple[Dataset, Dataset]:
-    """The harness's split: the first ``task.n_train`` samples (targets at ``k_train``
-    only) for training, the next ``task.n_test`` for testing."""
-    train = data.subset(slice(0, task.n_train)).for_training(k_train)
-    return train, data.subset(slice(task.n_train, task.n_train + task.n_test))
+def train_test(task: Task, data: Dataset, factors: Factors) -> tuple[Dataset, Dataset]:
+    """The harness's split: the first ``task.n_train`` samples for training (targets at
+    the training factors only, with the last ``task.n_val`` samples of the dataset as
+    its validation split), the ``task.n_test`` after them for testing. A factor of 1 is
+    the fine solution itself."""
+    a, b, c = task.n_train, task.n_train + task.n_test, task.n_train + task.n_test + task.n_val
+    val = data.subset(slice(b, c)) if task.n_val else None
+    train = data.subset(slice(0, a)).for_training(factors.train, validation=val)
+    test = data.subset(slice(a, b))
+    if 1 in factors.test:
+        if test.fine is None:
+            raise NotApplicable(f"task {task.name} stores no fine solution: nothing to score at k=1")
+        test.targets[1] = test.fine
+    return train, test
 
 
 def _now() -> str:
@@ -173,7 +189,27 @@ def run_cell(cfg: CellConfig) -> dict[str, Any]:
     rec["finished"] = _now()
     rec["wall_s"] = time.monotonic() - t_start
     write_json_atomic(cfg.path, rec)
+    if rec["status"] in ("ok", "truncated", "n/a"):  # a failed cell keeps its state to resume from
+        for path in cfg.checkpoint_dir.glob("train-*.pt"):
+            path.unlink(missing_ok=True)
     return rec
+
+
+def _claim_checkpoints(cfg: CellConfig) -> Path:
+    """The cell's checkpoint folder, emptied if it holds another configuration's state
+    (a changed command run with --overwrite): never resume someone else's training."""
+    folder = cfg.checkpoint_dir
+    tag = folder / "cell.json"
+    if folder.exists():
+        try:
+            same = json.loads(tag.read_text()).get("config_hash") == cfg.config_hash
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if not same:
+            shutil.rmtree(folder)
+    if not tag.exists():
+        write_json_atomic(tag, {"config_hash": cfg.config_hash, "config": cfg.identity()})
+    return folder
 
 
 def _save_snapshot(cfg: CellConfig, arrays: dict[str, np.ndarray]) -> str:
@@ -197,10 +233,10 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     reason = method.not_applicable(spec)
     if reason:
         raise NotApplicable(reason)
-    ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
-                  progress=cfg.progress, deadline=deadline)
+    ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, progress=cfg.progress,
+                  deadline=deadline, workdir=str(_claim_checkpoints(cfg)), checkpoint_every_s=cfg.checkpoint_every_s)
     ctx.apply()
-    train, test = train_test(task, data, cfg.factors.train)
+    train, test = train_test(task, data, cfg.factors)
     rec["budget"] = dataclasses.asdict(cfg.budget)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
@@ -218,6 +254,10 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     fine = FineTiming.for_cell(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads)
     rows += time_inference(method, spec, test, cfg.factors, ctx, TIMING_CAPS.get(cfg.size), fine)
     n_params = method.n_params()
+    gain = method.late_validation_gain()
+    rows.append(measurement("late_val_gain", gain, status="ok") if gain is not None else
+                measurement("late_val_gain", np.nan, status="n/a",
+                            reason="no learning curve on a validation split long enough to judge"))
     rows += [
         measurement("train_s", train_s),
         measurement("peak_mem_mb", mem.peak_mb),
@@ -230,3 +270,8 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     rec["snapshot"] = _save_snapshot(cfg, artifacts["snapshot"])
     rec["probabilistic"] = bool(method.probabilistic)
     rec.update(method.diagnostics())
+    if method.save(cfg.checkpoint_dir):
+        rec["checkpoint"] = str(cfg.checkpoint_dir.relative_to(cfg.run_dir))
+    truncated = method.truncation()
+    if truncated:  # measured, but never shown as a normal result
+        rec.update(status="truncated", reason=truncated)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,list,data,report,compare}``. Thin: parse, then call the
+"""Command line: ``python -m bench {run,list,data,report,compare,predict}``. Thin: parse, then call the
 plain functions in `bench.runner`, `bench.data` and `bench.report`.
 
 Exit codes: 0 success; 1 some cell failed / diverged / timed out; 2 bad input (nothing
@@ -32,10 +32,10 @@ def _default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _budget_help(field: str) -> str:
+def _budget_help() -> str:
     from bench.config import BUDGETS
 
-    return ", ".join(f"{size} {getattr(b, field):g}" for size, b in BUDGETS.items())
+    return "; ".join(f"{size}: {b.describe()}" for size, b in BUDGETS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,13 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", type=Path,
                    help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
-    r.add_argument("--retry-failed", action="store_true", help="recompute failed/diverged/timeout cells")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="recompute failed/diverged/timeout/truncated cells (training resumes from its checkpoint)")
     r.add_argument("--epochs", type=int,
-                   help="training epochs of every neural method (default per size: " + _budget_help("epochs") + ")")
+                   help="train every neural method for N epochs (an epoch budget); default per size: "
+                        + _budget_help())
+    r.add_argument("--flops", type=float,
+                   help="train every neural method for F training FLOPs, turned into its own step count "
+                        "(an equal-compute budget, e.g. 2e13)")
+    r.add_argument("--batch-size", type=int, help="training batch size of every neural method (default per size)")
     r.add_argument("--max-train-s", type=float,
-                   help="wall-clock cap on training per cell, seconds (default per size: "
-                        + _budget_help("max_train_s") + "); raise it with --epochs to train to convergence "
-                        "instead of at equal cost. Both are part of each cell's identity")
+                   help="wall-clock safety cap on training per cell, seconds: a cell it stops is recorded "
+                        "'truncated', never as a normal result (not part of a cell's identity)")
+    r.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="write a resumable training checkpoint at most this often (default 30; 0: every epoch)")
     r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write leaderboards and figures for a run directory")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="output folder (default: reports/<run name>)")
+    pr = sub.add_parser("predict", help="reload a cell's trained model from its checkpoint and re-score it",
+                        epilog="Exit codes: 0 the re-scored rel_l2 matches the record to 1e-6; 1 it does not; "
+                               "2 bad input or no usable checkpoint.")
+    pr.add_argument("run_dir", type=Path)
+    pr.add_argument("--task", required=True, help="as in the run, e.g. darcy or turbulence:re=1e4")
+    pr.add_argument("--method", required=True, help="as in the run, e.g. fno or neuroscale:gamma=0")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--data-dir", type=Path,
+                    help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     c = sub.add_parser("compare", help="regression check: exit 1 if NEW is worse than BASELINE",
                        epilog="Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.")
     c.add_argument("baseline", type=Path, help="baseline run directory or results.csv")
@@ -100,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--z", type=float, default=2.0, help="seed-spread multiplier (default 2)")
     c.add_argument("--all", action="store_true", help="show unchanged rows too")
     return p
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from bench.predict import rescore
+
+    rows = rescore(a.run_dir, a.task, a.method, a.seed, a.data_dir)
+    worst = 0.0
+    print(f"{'k':>3}  {'recorded rel_l2':>16}  {'re-scored':>16}  {'difference':>10}")
+    for r in rows:
+        diff = abs(r["rescored"] - r["recorded"]) if r["recorded"] is not None else float("inf")
+        worst = max(worst, diff)
+        print(f"{r['k']:>3}  {r['recorded']!s:>16.16}  {r['rescored']:>16.10g}  {diff:>10.2e}")
+    ok = worst <= 1e-6
+    print("matches the record" if ok else "DIFFERS from the record (beyond 1e-6)")
+    return 0 if ok else 1
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -165,7 +196,8 @@ def cmd_run(a: argparse.Namespace) -> int:
                     threads=a.threads or max(1, _default_threads() // max(a.jobs, 1)), jobs=a.jobs,
                     out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
-                    epochs=a.epochs, max_train_s=a.max_train_s,
+                    epochs=a.epochs, max_train_s=a.max_train_s, flops=a.flops, batch_size=a.batch_size,
+                    checkpoint_every_s=a.checkpoint_every,
                     progress=not a.quiet, executor=a.executor, address=a.address)
     counts = run(cfg)
     if not a.no_report:
@@ -228,7 +260,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report,
-               "compare": cmd_compare}[args.command]
+               "compare": cmd_compare, "predict": cmd_predict}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -94,7 +94,7 @@ def load(path: Path) -> tuple[Dataset, str]:
 
 
 def load_or_generate(task: Any, data_dir: Path, progress: bool = False) -> tuple[Dataset, str, Path]:
-    """The task's dataset (``n_train + n_test`` samples, seed 0), from cache or freshly
+    """The task's dataset (``n_train + n_test + n_val`` samples, seed 0), from cache or freshly
     generated. Returns ``(dataset, checksum, path)``."""
     config = task_config(task)
     path = Path(data_dir) / f"{task.name}-{config_hash(config)}.h5"
@@ -104,6 +104,6 @@ def load_or_generate(task: Any, data_dir: Path, progress: bool = False) -> tuple
             return ds, digest, path
         except Exception as e:  # corrupted, truncated or unreadable: say so, regenerate
             warnings.warn(f"dataset cache {path} is unusable ({e}); regenerating", stacklevel=2)
-    ds = task.generate(task.n_train + task.n_test, seed=0, progress=progress)
+    ds = task.generate(task.n_train + task.n_test + task.n_val, seed=0, progress=progress)
     digest = save(ds, path, config)
     return ds, digest, path

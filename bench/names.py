@@ -33,7 +33,7 @@ def split_list(text: str) -> list[str]:
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
-        if out and "=" in tok and ":" not in tok:
+        if out and "=" in tok and ":" not in tok.split("=", 1)[0]:  # name=value (the value may hold ':')
             out[-1] += "," + tok
         else:
             out.append(tok)

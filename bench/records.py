@@ -20,7 +20,9 @@ import pandas as pd
 
 from bench import SCHEMA_VERSION
 
-STATUSES = ("ok", "failed", "diverged", "timeout", "n/a")
+#: ``truncated``: training was stopped by the wall-clock safety cap; its measurements stay
+#: in the record, but results.csv (and so every table) shows the status, not the numbers
+STATUSES = ("ok", "failed", "diverged", "timeout", "truncated", "n/a")
 CSV_COLUMNS = ["task", "method", "seed", "size", "k", "unseen", "metric", "value", "std", "n", "status", "reason"]
 REQUIRED = ("schema_version", "task", "method", "seed", "status", "config_hash", "measurements")
 

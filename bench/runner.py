@@ -25,11 +25,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from bench.cell import CellConfig
-from bench.config import BUDGETS, CELL_TIMEOUT_S
+from bench.config import BUDGETS, CELL_TIMEOUT_S, TASK_BUDGETS
 from bench.data import load_or_generate
 from bench.executors import Executor, open_executor
 from bench.lock import RunLock
-from bench.names import build_method, build_task, resolve_methods, resolve_tasks
+from bench.names import build_method, build_task, parse_spec, resolve_methods, resolve_tasks
 from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
 from nskernel import Budget, Device, Factors, lookup
@@ -55,6 +55,10 @@ class RunConfig:
     #: overrides of the size's training budget (`Budget.override`); None keeps the size's
     epochs: int | None = None
     max_train_s: float | None = None
+    flops: float | None = None
+    batch_size: int | None = None
+    #: training writes a resumable checkpoint at most this often (seconds; 0: every epoch)
+    checkpoint_every_s: float = 30.0
     progress: bool = True
     jobs: int = 1
     executor: str = "local"  # "local" (inline / process pool) or "ray"
@@ -73,24 +77,39 @@ def _check_ks(task_name: str, task: Any, ks: Sequence[int]) -> None:
     spec = task.spec()
     for k in ks:
         spec.coarse_shape(k)  # raises ValueError naming the valid factors
-        if k not in spec.k_values:
-            raise UsageError(f"task {task_name} has no targets for k={k}; valid: {list(spec.k_values)}")
+        if k != 1 and k not in spec.k_values:  # k = 1: the fine solution itself
+            raise UsageError(f"task {task_name} has no targets for k={k}; valid: 1, "
+                             f"{', '.join(map(str, spec.k_values))}")
 
 
-def resolve_budget(size: str, epochs: int | None, max_train_s: float | None) -> Budget:
-    """The training budget of every cell of a run: the size's, with the ``--epochs`` /
+def resolve_budget(size: str, task: str = "", epochs: int | None = None, max_train_s: float | None = None,
+                   flops: float | None = None, batch_size: int | None = None) -> Budget:
+    """The training budget of a task's cells: the size's (with the task's changes of
+    `TASK_BUDGETS`), with the ``--epochs`` / ``--flops`` / ``--batch-size`` /
     ``--max-train-s`` overrides applied; the one place it is built and validated."""
+    if epochs is not None and flops is not None:
+        raise UsageError("--epochs and --flops are two budget modes: give one of them")
     if epochs is not None and epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    if flops is not None and not flops > 0:
+        raise UsageError(f"--flops must be a positive number of FLOPs, got {flops}")
     if max_train_s is not None and not max_train_s > 0:
         raise UsageError(f"--max-train-s must be a positive number of seconds, got {max_train_s}")
-    return lookup(BUDGETS, size, "size").override(epochs=epochs, max_train_s=max_train_s)
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    base = lookup(BUDGETS, size, "size")
+    changes = TASK_BUDGETS.get(size, {}).get(parse_spec(task)[0] if task else "", {})
+    if changes:
+        base = dataclasses.replace(base, **{k: type(getattr(base, k))(v) for k, v in changes.items()})
+    return base.override(epochs=epochs, max_train_s=max_train_s, flops=flops, batch_size=batch_size)
 
 
 def plan(cfg: RunConfig) -> Plan:
     """Validate every name and factor and list the cells; raises `UsageError` before
     anything is computed or written."""
-    budget = resolve_budget(cfg.size, cfg.epochs, cfg.max_train_s)
+    budget = resolve_budget(cfg.size, "", cfg.epochs, cfg.max_train_s, cfg.flops, cfg.batch_size)  # the options
+    if cfg.checkpoint_every_s < 0:
+        raise UsageError(f"--checkpoint-every must be non-negative, got {cfg.checkpoint_every_s}")
     if cfg.timeout_s is not None and not cfg.timeout_s > 0:
         raise UsageError(f"the cell timeout must be positive, got {cfg.timeout_s}")
     try:
@@ -105,20 +124,23 @@ def plan(cfg: RunConfig) -> Plan:
     cells, todo, estimate = [], [], 0.0
     for t in tasks:
         _, task = build_task(t, cfg.size)
-        if task.n_train < 1 or task.n_test < 1:
-            raise UsageError(f"task {t}: n_train and n_test must be at least 1, got {task.n_train} and {task.n_test}")
+        if task.n_train < 1 or task.n_test < 1 or task.n_val < 0:
+            raise UsageError(f"task {t}: n_train and n_test must be at least 1 and n_val at least 0, got "
+                             f"{task.n_train}, {task.n_test} and {task.n_val}")
         try:
             _check_ks(t, task, tuple(cfg.k_train) + tuple(cfg.k_test))
         except ValueError as e:
             raise UsageError(str(e)) from None
         spec = task.spec()
+        budget = resolve_budget(cfg.size, t, cfg.epochs, cfg.max_train_s, cfg.flops, cfg.batch_size)
         for m in methods:
             name, method = build_method(m)
             method.check_spec(spec)  # raises UsageError for parameters the task rejects
             for seed in cfg.seeds:
                 cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, factors=factors, budget=budget,
                                   device=device, dtype=cfg.dtype, threads=cfg.threads, timeout_s=timeout,
-                                  data_dir=str(cfg.data_dir), run_dir=str(cfg.out), progress=cfg.progress)
+                                  data_dir=str(cfg.data_dir), run_dir=str(cfg.out), progress=cfg.progress,
+                                  checkpoint_every_s=cfg.checkpoint_every_s)
                 cells.append(cell)
                 if _needs_run(cell, cfg):
                     todo.append(cell)
@@ -151,7 +173,8 @@ def prepare_data(cells: Sequence[CellConfig], cfg: RunConfig, log: Callable[[str
             _, digest, path = load_or_generate(task, Path(cfg.data_dir), progress=cfg.progress)
         except PermissionError as e:
             raise UsageError(f"cannot write the dataset cache {cfg.data_dir}: {e.strerror or e}") from None
-        log(f"data: {task_spec} ({task.n_train}+{task.n_test} samples) {path} sha256 {digest[:12]}")
+        log(f"data: {task_spec} ({task.n_train} train + {task.n_test} test + {task.n_val} validation samples) "
+            f"{path} sha256 {digest[:12]}")
 
 
 def remove_debris(run_dir: Path) -> None:
@@ -178,7 +201,7 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
     meta.update(
         name=out.name, command=cfg.command, size=cfg.size, tasks=sorted({c.task for c in p.cells}),
         methods=sorted({c.method for c in p.cells}), seeds=list(cfg.seeds), k_train=list(cfg.k_train),
-        k_test=list(cfg.k_test), budget=dataclasses.asdict(p.cells[0].budget) if p.cells else None,
+        k_test=list(cfg.k_test), budgets={c.task: dataclasses.asdict(c.budget) for c in p.cells},
         executor=cfg.executor, provenance=_driver_provenance(cfg),
         started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -28,8 +28,8 @@ def member_seed(seed: int, member: int) -> int:
     return int(np.random.SeedSequence([seed, member]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def train_members(n: int, budget: Budget, ctx: Context, train_one: Callable[[Budget, Context], T]) -> list[T]:
-    """``train_one(share, member_ctx)`` for ``n`` members, one after another: each with
+def train_members(n: int, budget: Budget, ctx: Context, train_one: Callable[[int, Budget, Context], T]) -> list[T]:
+    """``train_one(m, share, member_ctx)`` for ``n`` members, one after another: each with
     ``budget.split(n)`` and ``ctx.seed = member_seed(ctx.seed, m)``, inside a forked
     torch random stream seeded with that seed (the caller's stream is left untouched)."""
     if n < 1:
@@ -41,7 +41,7 @@ def train_members(n: int, budget: Budget, ctx: Context, train_one: Callable[[Bud
         seed = member_seed(ctx.seed, m)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            out.append(train_one(share, dataclasses.replace(ctx, seed=seed)))
+            out.append(train_one(m, share, dataclasses.replace(ctx, seed=seed)))
     return out
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from methods.checkpoint import read_checkpoint, spec_identity, write_checkpoint
 from methods.ensemble import train_members
-from methods.training import TrainLog, merge_logs, train
+from methods.training import Schedule, TrainLog, late_gain, merge_logs, tensor_state, to_context, train
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
 from nskernel.errors import Diverged
 from nskernel.grid import restrict
@@ -35,25 +37,22 @@ def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (num / den).mean()
 
 
-def to_context(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
-    """Move to the context's device and dtype. ``Module.to(dtype)`` would also cast the
-    complex spectral weights of Fourier layers to real, so cast each tensor by kind."""
-    model = model.to(ctx.device)
-    complex_dtype = {torch.float32: torch.complex64, torch.float64: torch.complex128}[ctx.torch_dtype]
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_complex():
-            t.data = t.data.to(complex_dtype)
-        elif t.is_floating_point():
-            t.data = t.data.to(ctx.torch_dtype)
-    return model
+_NORMALISATION = ("_x_mean", "_x_std", "_y_mean", "_y_std")
 
 
 class NeuralMethod(Method):
-    """Abstract base; every neural method declares ``lr`` and ``weight_decay`` (AdamW)."""
+    """Abstract base. Every neural method has the training hyperparameters ``lr`` and
+    ``weight_decay`` (AdamW) and ``schedule`` (`methods.training.Schedule`)."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    schedule: str = "cosine"
     _rollout = False  # not a hyperparameter (unannotated): see `in_rollout`
+
+    def check_params(self) -> None:
+        Schedule(self.schedule)  # raises for an unknown schedule
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
 
     # -- what a neural method declares -------------------------------------------------
     @abc.abstractmethod
@@ -75,6 +74,26 @@ class NeuralMethod(Method):
         """Relative L2 of the de-normalised ``R_k`` of the network output ``out`` against
         every training factor's target (the metric the suite reports), averaged over k."""
         return sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items()) / len(ys)
+
+    def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        """The mean prediction (physical units) of the network being trained at every k,
+        for model selection. Default: ``R_k`` of its decoded output."""
+        out = self.model(x)
+        return {k: self.decode(restrict(out, k)) for k in ks}
+
+    def selection_error(self, x_val: torch.Tensor, ys_val: dict[int, torch.Tensor]) -> float:
+        """The validation score that picks the kept epoch (lower is better): the mean over
+        validation samples and training factors of the relative L2 error, the suite's
+        metric. Label-free methods override it so that they never read targets."""
+        ks = tuple(ys_val)
+        total = 0.0
+        for start in range(0, len(x_val), self._batch):
+            preds = self.val_prediction(x_val[start : start + self._batch], ks)
+            for k in ks:
+                y = ys_val[k][start : start + self._batch]
+                err = (preds[k] - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1).clamp_min(1e-12)
+                total += float(err.sum())
+        return total / (len(x_val) * len(ks))
 
     def predict_normalised(
         self, x: torch.Tensor, ks: tuple[int, ...]
@@ -128,23 +147,30 @@ class NeuralMethod(Method):
 
     # -- contract --------------------------------------------------------------------
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuralMethod:
+        """Train with the shared loop; with a validation split in ``train_data`` the kept
+        weights are those of the best validation epoch (per network of an ensemble)."""
         self._spec, self._ctx, self._batch = spec, ctx, budget.batch_size
+        self._k_train = tuple(sorted(train_data.targets))
         self._normalise(train_data)
         X = self.encode(self._tensor(train_data.inputs))
         Ys = {k: self._tensor(v) for k, v in train_data.targets.items()}
+        val = train_data.validation
+        self._val = None
+        if val is not None and len(val):
+            self._val = (self.encode(self._tensor(val.inputs)), {k: self._tensor(v) for k, v in val.targets.items()})
         n = self.ensemble_size()
         if n is None:
-            trained = [self._train_network(X, Ys, budget, ctx)]
+            trained = [self._train_network(0, X, Ys, budget, ctx)]
         else:
-            trained = train_members(n, budget, ctx, lambda share, c: self._train_network(X, Ys, share, c))
+            trained = train_members(n, budget, ctx, lambda m, share, c: self._train_network(m, X, Ys, share, c))
         self.networks = [model for model, _ in trained]
         self.member_logs = [log for _, log in trained]
         self.train_log = self.member_logs[0] if n is None else merge_logs(self.member_logs)
         return self
 
-    def _train_network(self, X: torch.Tensor, Ys: dict[int, torch.Tensor], budget: Budget,
+    def _train_network(self, index: int, X: torch.Tensor, Ys: dict[int, torch.Tensor], budget: Budget,
                        ctx: Context) -> tuple[torch.nn.Module, TrainLog]:
-        """Build one network (``self.model`` while it trains) and run the shared loop."""
+        """Build network ``index`` (``self.model`` while it trains) and run the shared loop."""
         self.model = to_context(self.build_model(self._spec), ctx)
         self.model.train()
 
@@ -153,10 +179,72 @@ class NeuralMethod(Method):
             total = sum(terms.values())
             return total, {n: float(t.detach()) for n, t in terms.items()}
 
-        log = train(self.model.parameters(), loss_fn, len(X), budget=budget, ctx=ctx, lr=self.lr,
-                    weight_decay=self.weight_decay, desc=f"train {self.name}")
+        val_fn = None if self._val is None else (lambda: self.selection_error(*self._val))
+        log = train(self.model, loss_fn, len(X), budget=budget, ctx=ctx, lr=self.lr, weight_decay=self.weight_decay,
+                    schedule=self.schedule, val_fn=val_fn, checkpoint=self.checkpoint_path(ctx, f"net{index}"),
+                    desc=f"train {self.name}")
         self.model.eval()
         return self.model, log
+
+    @staticmethod
+    def checkpoint_path(ctx: Context, part: str) -> Path | None:
+        """Where the training state of one network or phase is kept (None: nowhere)."""
+        return None if ctx.workdir is None else Path(ctx.workdir) / f"train-{part}.pt"
+
+    # -- fitted state (methods.checkpoint) -------------------------------------------------
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Fitted state that prediction needs besides the networks and normalisation
+        (tensors, plain values); saved with the checkpoint. Default: none."""
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        """Put back what `extra_state` returned."""
+
+    def save(self, directory: Path) -> bool:
+        tensors, values = self.extra_state()
+        write_checkpoint(directory, {
+            "networks": [tensor_state(net) for net in self.networks],
+            "norm": {n: getattr(self, n).detach().cpu() for n in _NORMALISATION},
+            "extra": {k: v.detach().cpu() for k, v in tensors.items()},
+        }, {"method": self.name, "params": self.get_params(), "k_train": list(self._k_train), "batch": self._batch,
+            "n_networks": len(self.networks), "spec": spec_identity(self._spec), "extra": values})
+        return True
+
+    def restore(self, directory: Path, spec: TaskSpec, ctx: Context) -> NeuralMethod:
+        state, meta = read_checkpoint(directory, {"method": self.name, "params": self.get_params(),
+                                                  "spec": spec_identity(spec)})
+        if len(state["networks"]) != meta["n_networks"]:
+            raise ValueError(f"checkpoint {directory}: {len(state['networks'])} networks, its metadata says "
+                             f"{meta['n_networks']}")
+        self._spec, self._ctx, self._batch = spec, ctx, int(meta["batch"])
+        self._k_train = tuple(meta["k_train"])
+        for name in _NORMALISATION:
+            setattr(self, name, self._tensor(state["norm"][name]))
+        self.load_extra_state({k: self._tensor(v) for k, v in state["extra"].items()}, meta["extra"])
+        nets = []
+        for weights in state["networks"]:
+            with torch.random.fork_rng(devices=[]):  # building initialises weights: keep the caller's stream
+                net = to_context(self.build_model(spec), ctx)
+            try:
+                net.load_state_dict(weights, strict=True)
+            except RuntimeError as e:
+                raise ValueError(f"checkpoint {directory}: the weights do not fit the network: {e}") from None
+            nets.append(net.eval())
+        self.networks, self.model = nets, nets[-1]
+        self.member_logs, self.train_log = [], TrainLog()
+        return self
+
+    def late_validation_gain(self) -> float | None:
+        gains = [g for g in (late_gain(log) for log in self.member_logs) if g is not None]
+        return max(gains) if gains else None
+
+    def truncation(self) -> str | None:
+        cut = [i for i, log in enumerate(self.member_logs) if log.stopped == "truncated"]
+        if not cut:
+            return None
+        log = self.member_logs[cut[0]]
+        return (f"training stopped by the wall-clock safety cap after {log.steps} of {log.planned_steps} steps"
+                + (f" (network {cut[0]})" if len(self.member_logs) > 1 else ""))
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         return self._batched(inputs, (k,))[k]

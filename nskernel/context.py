@@ -51,7 +51,9 @@ DTYPES: tuple[str, ...] = ("float32", "float64")
 
 @dataclass(frozen=True)
 class Context:
-    """Seed, device, dtype and threads for one cell, plus its deadline."""
+    """Seed, device, dtype and threads for one cell, plus its deadline and the folder
+    where a method may keep checkpoints (``workdir``; None: keep none). Training writes
+    a resumable checkpoint at most every ``checkpoint_every_s`` seconds (0: every epoch)."""
 
     seed: int = 0
     device: Device = field(default_factory=Device)
@@ -59,6 +61,8 @@ class Context:
     threads: int = 2
     progress: bool = False
     deadline: float | None = field(default=None, compare=False)  # time.monotonic() value
+    workdir: str | None = None
+    checkpoint_every_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, Device):

@@ -15,9 +15,10 @@ class Dataset:
     ``targets[k]`` is ``R_k`` of the fine solution. Time-dependent tasks may add
     ``rollouts[k]``: ``(N, 1 + max(rollout_horizons), C, H/k, W/k)`` filtered
     trajectories sampled every horizon, starting at ``R_k`` of the input state.
-    During training the harness hands a
-    method a dataset restricted to ``k_train`` and without ``fine``, so no method can
-    peek at the unseen factor.
+    During training the harness hands a method a dataset restricted to ``k_train`` and
+    without ``fine``, so no method can peek at the unseen factor; its ``validation`` is
+    the validation split (the same view), which methods use for model selection and
+    tuning. The test set never reaches a method's ``fit``.
     """
 
     inputs: np.ndarray
@@ -25,6 +26,7 @@ class Dataset:
     fine: np.ndarray | None = None
     rollouts: dict[int, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    validation: Dataset | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -38,14 +40,19 @@ class Dataset:
             meta=dict(self.meta),
         )
 
-    def for_training(self, k_train: tuple[int, ...]) -> Dataset:
-        """The view a method may train on: targets for ``k_train`` only, no fine field."""
-        missing = [k for k in k_train if k not in self.targets]
+    def for_training(self, k_train: tuple[int, ...], validation: Dataset | None = None) -> Dataset:
+        """The view a method may train on: targets for ``k_train`` only (``k = 1`` is the
+        fine solution itself), no fine field; ``validation`` gets the same view."""
+        targets = dict(self.targets)
+        if 1 in k_train and 1 not in targets and self.fine is not None:
+            targets[1] = self.fine
+        missing = [k for k in k_train if k not in targets]
         if missing:
             raise ValueError(f"dataset has no targets for k={missing}")
         return Dataset(
             inputs=self.inputs,
-            targets={k: self.targets[k] for k in k_train},
+            targets={k: targets[k] for k in k_train},
             fine=None,
             meta=dict(self.meta),
+            validation=None if validation is None else validation.for_training(k_train),
         )

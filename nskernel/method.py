@@ -25,6 +25,7 @@ import dataclasses
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -142,6 +143,30 @@ class Method(abc.ABC):
     def clear_cache(self) -> None:  # noqa: B027 -- an optional hook: most methods cache nothing
         """Forget work cached across ``predict`` calls; the timing harness calls it inside
         every timed call so that ``infer_s`` includes the whole computation."""
+
+    # -- trained state ------------------------------------------------------------------
+    def truncation(self) -> str | None:
+        """Why training stopped before its budget (the wall-clock safety cap), or None.
+        The harness records such a cell ``truncated``, never as a normal result."""
+        return None
+
+    def late_validation_gain(self) -> float | None:
+        """How much the validation error still fell over the last fifth of training
+        (relative; the largest over a method's networks), or None where it was not
+        measured (no training on a validation split, or too few epochs to judge)."""
+        return None
+
+    def save(self, directory: Path) -> bool:
+        """Write the fitted state into ``directory`` (tensors and plain metadata only) so
+        that `restore` rebuilds this fitted method; False when there is nothing to keep
+        (methods that learn nothing, or solve every instance anew)."""
+        return False
+
+    def restore(self, directory: Path, spec: TaskSpec, ctx: Context) -> Method:
+        """This method (built with the saved hyperparameters) fitted as `save` left it,
+        read without running code from the files; raises ``ValueError`` for a missing,
+        corrupt or mismatched checkpoint."""
+        raise NotApplicable(f"{self.name} keeps no trained state to reload")
 
     # -- what the harness records -----------------------------------------------------
     def max_eval_samples(self) -> int | None:

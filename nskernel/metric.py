@@ -32,7 +32,7 @@ MetricFn = Callable[["Prediction", np.ndarray, np.ndarray, int, "TaskSpec"], np.
 
 #: where a metric is shown: report tables order their columns by group, LaTeX panels
 #: group them, cross-task ranks use the headline metrics of "accuracy" and "physics"
-GROUPS: tuple[str, ...] = ("accuracy", "physics", "uncertainty", "task", "rollout", "cost")
+GROUPS: tuple[str, ...] = ("accuracy", "physics", "uncertainty", "task", "rollout", "cost", "training")
 
 #: what a metric may require; `Metric.unmet` names the first requirement not met
 REQUIREMENTS: dict[str, str] = {

@@ -16,8 +16,12 @@ class Task(Protocol):
     #: the task's own metrics, scored besides the suite's: `Metric` records like those of
     #: ``bench.metrics`` (one definition each: function, direction, tolerance, description)
     metrics: ClassVar[tuple[Metric, ...]]
+    #: samples per split; the dataset holds ``n_train + n_test + n_val`` samples in that
+    #: order (validation after the test set, so the training and test sets do not depend
+    #: on it), each split whole trajectories for time-dependent tasks
     n_train: int
     n_test: int
+    n_val: int
 
     @classmethod
     def sized(cls, size: str) -> Task:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench import SCHEMA_VERSION, lock
@@ -54,6 +55,40 @@ def one(folder: Path, pattern: str) -> Path:
 
 
 # --------------------------------------------------------------------------- SIGKILL
+def test_sigkill_mid_training_resumes_from_the_checkpoint_and_ends_with_the_same_scores(tmp_path, data_dir):
+    """Kill -9 a run while a neural cell trains (after its first epoch checkpoint): the
+    same command resumes the training from that checkpoint, and the cell's scores equal
+    those of an uninterrupted run, bit for bit."""
+    method = "fno:width=8,n_layers=2,n_modes=6"
+    base = [*cli_args(tmp_path / "whole", data_dir, method), "--epochs", "40", "--checkpoint-every", "0"]
+    assert main(base) == 0
+    out = tmp_path / "killed"
+    argv = [*cli_args(out, data_dir, method), "--epochs", "40", "--checkpoint-every", "0"]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=err)
+    ckpt, t0 = out / "checkpoints", time.monotonic()
+    try:
+        while not any(ckpt.glob("*/train-net0.pt")):
+            assert proc.poll() is None, "the run ended before its first checkpoint: " + \
+                (tmp_path / "stderr.txt").read_text()[-2000:]
+            assert time.monotonic() - t0 < 300, "no training checkpoint appeared"
+            time.sleep(0.01)
+        time.sleep(0.3)  # a few more epochs
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not list((out / "records").glob("*.json")), "the kill came too late: the cell had finished"
+    assert main(argv) == 0
+    rec = read_record(one(out / "records", "darcy__fno*.json"))
+    assert rec["train_log"]["resumed_at_epoch"] >= 1 and not list(ckpt.glob("*/train-*.pt"))  # cleaned up
+    whole = read_results(tmp_path / "whole").drop(columns=["reason"])
+    resumed = read_results(out).drop(columns=["reason"])
+    keep = ~whole.metric.isin(["train_s", "infer_s", "fine_s", "speedup", "peak_mem_mb"])
+    pd.testing.assert_frame_equal(whole[keep].reset_index(drop=True), resumed[keep].reset_index(drop=True))
+
+
 def test_sigkill_while_writing_a_record_leaves_no_partial_record_and_resume_runs_only_the_rest(tmp_path, data_dir):
     """Kill -9 the run while it writes a (large) record: no record under its real name is
     partial (atomic writes); the lock it held is stale; re-running finishes only the

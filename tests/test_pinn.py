@@ -220,7 +220,7 @@ def test_convection_conduction_state_is_a_steady_solution():
     from tasks.convection.pointwise import convection_pointwise
     from tasks.convection.task import Convection
 
-    task = Convection(ra=1e5, height=16, width=64, n_train=0, n_test=1)
+    task = Convection(ra=1e5, height=16, width=64, n_train=0, n_test=1, n_val=0)
     pde = convection_pointwise(task)
     z = ((np.arange(16) + 0.5) / 16)[:, None]
     state = np.stack([np.broadcast_to(1 - z, (16, 64)), np.zeros((16, 64)), np.zeros((16, 64))])

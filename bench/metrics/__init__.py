@@ -34,6 +34,9 @@ def _of_variance(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray])
 
 
 _TIME = Tolerance(1.0)  # single timings on shared machines are noisy: flag a 2x change only
+#: a neural row whose validation error still fell by more than this over the last fifth
+#: of its training is flagged "not converged" in every leaderboard
+CONVERGENCE_TOL = 0.02
 
 METRICS: dict[str, Metric] = build_registry([
     # -- scores of a prediction, per sample -------------------------------------------
@@ -66,6 +69,10 @@ METRICS: dict[str, Metric] = build_registry([
            group="cost", per_k=False, leaderboard=False, unit="s"),
     Metric("peak_mem_mb", "rise of resident (or CUDA) memory during fit and evaluation", tolerance=None,
            group="cost", per_k=False, leaderboard=False, unit="MB"),
+    # -- training (bench.cell) -------------------------------------------------------------
+    Metric("late_val_gain", "relative fall of the validation error over the last fifth of training "
+           f"(above {CONVERGENCE_TOL:g}: the row is flagged not converged)", tolerance=None, group="training",
+           per_k=False, leaderboard=False),
 ])
 
 #: the suite's primary accuracy score (figures plot it against k and against cost)
@@ -73,4 +80,4 @@ PRIMARY = "rel_l2"
 #: the cost axis of the accuracy-versus-cost figures
 SPEEDUP = "speedup"
 
-__all__ = ["METRICS", "PRIMARY", "SPEEDUP", "core"]
+__all__ = ["CONVERGENCE_TOL", "METRICS", "PRIMARY", "SPEEDUP", "core"]

@@ -26,7 +26,7 @@ NA = "n/a"
 MISSING = "missing"  # no row recorded
 NAN = "nan"  # recorded as ok but not a finite number
 # Order in which mixed seed states are listed ("failed, timeout").
-SEVERITY = ("failed", "diverged", "timeout", NA, NAN, MISSING)
+SEVERITY = ("failed", "diverged", "timeout", "truncated", NA, NAN, MISSING)
 
 
 _SEP = ", "  # not "/": that is part of "n/a"

@@ -37,6 +37,8 @@ class CellArtifacts:
     levels: np.ndarray | None = None  # quantile levels of the calibration curves
     observed: dict[int, np.ndarray] = field(default_factory=dict)  # k -> freq per level
     snapshot: Path | None = None  # absolute path of the npz, when the file exists
+    #: learning curves, one per trained network: (steps, training loss, validation error)
+    curves: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
     def load_snapshot(self) -> dict[str, np.ndarray] | None:
         """The npz arrays as float64, or None when the cell has no snapshot."""
@@ -56,6 +58,20 @@ def _samples(rec: dict[str, Any]) -> dict[tuple[str, int | None], np.ndarray]:
         arr = np.asarray([math.nan if v is None else v for v in vals], dtype=np.float64)
         out[(str(m["metric"]), None if k is None else int(k))] = arr
     return out
+
+
+def _curves(rec: dict[str, Any]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    """Per network (ensemble members separately): steps at the end of each epoch, the
+    epoch's mean training loss and the validation error after it (NaN without one)."""
+    logs = rec.get("member_logs") or ([rec["train_log"]] if isinstance(rec.get("train_log"), dict) else [])
+    out = []
+    for log in logs:
+        steps, loss, val = (log.get(key) or [] for key in ("at_step", "loss", "val"))
+        if not steps or len(loss) != len(steps):
+            continue  # a record from before learning curves were kept
+        v = np.asarray(val, dtype=np.float64) if len(val) == len(steps) else np.full(len(steps), np.nan)
+        out.append((np.asarray(steps, dtype=np.float64), np.asarray(loss, dtype=np.float64), v))
+    return tuple(out)
 
 
 def _calibration(rec: dict[str, Any]) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
@@ -106,7 +122,7 @@ def load_artifacts(run_dir: Path | str) -> Artifacts:
         cells[key] = CellArtifacts(
             task=key[0], method=key[1], seed=key[2],
             probabilistic=bool(rec.get("probabilistic", bool(observed))),
-            samples=_samples(rec), levels=levels, observed=observed,
+            samples=_samples(rec), levels=levels, observed=observed, curves=_curves(rec),
             snapshot=snap_path if snap_path is not None and snap_path.is_file() else None,
         )
     return Artifacts(cells)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bench.catalog import metric_info
 from bench.report.aggregate import MISSING, NAN, Entry, split_states
+from nskernel import Budget
 
 SIG = 3  # significant digits of a mean
 ARROWS = {"lower": "↓", "higher": "↑"}
@@ -127,6 +128,13 @@ def arrow(direction: str) -> str:
 
 def seed_list(seeds: Sequence[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
+
+
+def describe_budget(budget: object) -> str:
+    try:
+        return Budget(**budget).describe()  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a run.json from another version: show it as it is
+        return ", ".join(f"{k} {v}" for k, v in budget.items()) if isinstance(budget, dict) else str(budget)
 
 
 def short_reason(text: str, limit: int = 160) -> str:

@@ -127,7 +127,7 @@ def board_grid(board: Leaderboard, caption: str = "") -> Grid:
             cells = tuple(
                 GCell(cell_text(e, c.metric), row.best[j]) for j, (e, c) in enumerate(zip(row.entries, board.columns))
             )
-        rows.append(GRow(row.method, cells))
+        rows.append(GRow(row.label, cells))
     return Grid(f"leaderboard-{slug(board.task)}", board.task, caption, board_columns(board), tuple(rows),
                 tuple(board_notes(board)))
 

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from bench.report.aggregate import OK
-from bench.report.fmt import CellText, cell_text, seed_list
+from bench.report.fmt import CellText, cell_text, describe_budget, seed_list
 from bench.report.grid import GCell, GColumn, Grid
 from bench.report.load import Run
 from bench.report.tables import Column, Leaderboard, Row
@@ -180,16 +180,17 @@ def _tabular(board: Leaderboard, idx: Sequence[int]) -> list[str]:
     ]
     for row in board.rows:
         cells = [_cell(row, j, board.columns[j]) for j in idx]
-        lines.append(" & ".join([escape(row.method), *cells]) + r" \\")
+        lines.append(" & ".join([escape(row.label), *cells]) + r" \\")
     return lines + [r"\bottomrule", r"\end{tabular}}%", FIT_BOX]
 
 
-def board_latex(board: Leaderboard) -> str:
+def board_latex(board: Leaderboard, budget: str = "") -> str:
     label = re.sub(r"[^a-z0-9]+", "-", board.task.lower()).strip("-") or "task"
     seeds = f"{board.n_seeds} seed{'s' if board.n_seeds != 1 else ''}"
     caption = (
         rf"Leaderboard for task \texttt{{{escape(board.task)}}}: mean $\pm$ sample std over "
         rf"{seeds}; best per column in bold; $\dagger$: factor not used in training."
+        + (rf" Budget: {escape(budget)}; the model scored is the best epoch on validation." if budget else "")
     )
     lines = [
         r"\begin{table}[htbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
@@ -217,7 +218,9 @@ def render_latex(boards: Sequence[Leaderboard], run: Run) -> str:
         "% a table wider than the line is scaled to fit.",
         "",
     ]
-    return "\n".join(head) + "\n\n".join(board_latex(b) for b in boards) + "\n"
+    budgets = run.meta.get("budgets") or {}
+    return "\n".join(head) + "\n\n".join(
+        board_latex(b, describe_budget(budgets[b.task]) if b.task in budgets else "") for b in boards) + "\n"
 
 
 # ---- generic tables (ranks, ablation, unseen-k, CIs) ------------------------------------

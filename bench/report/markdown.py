@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from bench.metrics import PRIMARY, SPEEDUP
+from bench.metrics import CONVERGENCE_TOL, PRIMARY, SPEEDUP
 from bench.report.aggregate import OK, Summary
-from bench.report.fmt import arrow, cell_text, plain, seed_list
+from bench.report.fmt import arrow, cell_text, describe_budget, plain, seed_list
 from bench.report.grid import Grid, Section, cell_plain, column_plain
 from bench.report.load import Run
 from bench.report.tables import Column, Leaderboard, Row, build_leaderboard
@@ -53,10 +53,14 @@ def provenance_lines(run: Run) -> list[str]:
         f"- size: {meta.get('size', '?')}; seeds: {lst(run.seeds)}; "
         f"k_train: {lst(meta.get('k_train', '?'))}; k_test: {lst(meta.get('k_test', '?'))}"
     )
-    budget = meta.get("budget")
-    if isinstance(budget, dict) and {"epochs", "max_train_s"} <= set(budget):
-        lines.append(f"- training budget per neural method: {budget['epochs']} epochs, at most "
-                     f"{budget['max_train_s']:g} s (whichever ends first)")
+    budgets = meta.get("budgets")
+    if isinstance(budgets, dict) and budgets:
+        texts: dict[str, list[str]] = {}
+        for task, b in budgets.items():
+            texts.setdefault(describe_budget(b), []).append(task)
+        per = "; ".join(text if len(texts) == 1 else f"{', '.join(tasks)}: {text}" for text, tasks in texts.items())
+        lines.append(f"- budget mode and training budget per neural method: {per}; the model scored is the best "
+                     "epoch on the validation split")
     machine = [f"{key}: {prov[key]}" for key in ("git_commit", "device", "cpu", "threads", "hostname") if key in prov]
     if machine:
         lines.append("- " + "; ".join(machine))
@@ -75,7 +79,10 @@ LEGEND = (
     "seeds), shown where the records hold per-sample values. **Bold**: best per column "
     "(↓ lower is better, ↑ higher, →0.9 closest to 0.9). (unseen): coarse-graining factor not "
     "used in training. (1/3 failed): seeds that did not contribute to the mean. "
-    "n/a: does not apply; -: not recorded; NaN: recorded but not a finite number."
+    "n/a: does not apply; -: not recorded; NaN: recorded but not a finite number. "
+    f"(not converged): the validation error of some seed still fell by more than {CONVERGENCE_TOL:.0%} "
+    "over the last fifth of its training; truncated: training stopped by the wall-clock safety cap "
+    "(its numbers are not shown)."
 )
 
 
@@ -86,7 +93,7 @@ def board_markdown(board: Leaderboard) -> str:
     lines.append("|:--|" + "".join("--:|" for _ in cols))
     for row in board.rows:
         cells = [_cell(row, j, c) for j, c in enumerate(cols)]
-        lines.append(f"| {_esc(row.method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_esc(row.label)} | " + " | ".join(cells) + " |")
     lines.append("")
     if board.failures:
         lines += ["Cells that did not finish or do not apply:", ""]

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.catalog import metric_info
-from bench.metrics import PRIMARY
+from bench.metrics import CONVERGENCE_TOL, PRIMARY
 from bench.report.aggregate import NA, OK, Entry, Summary, split_states
 from bench.report.fmt import short_reason
 from nskernel.metric import GROUPS, lower_is_better
 
 _REL_TOL = 1e-12
+LATE_GAIN = "late_val_gain"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class Row:
     status: str  # "ok" when at least one seed finished
     entries: tuple[Entry, ...]
     best: tuple[bool, ...]
+    #: "not converged" where a seed's validation error still fell by more than
+    #: `CONVERGENCE_TOL` over the last fifth of its training, else ""
+    flag: str = ""
+
+    @property
+    def label(self) -> str:
+        """The method's name as tables print it, with its flag."""
+        return f"{self.method} ({self.flag})" if self.flag else self.method
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,13 @@ def default_columns(summary: Summary, task: str) -> tuple[list[Column], list[str
     return cols, omitted
 
 
+def convergence_flag(summary: Summary, task: str, method: str) -> str:
+    """"not converged" when any seed's validation error still fell by more than
+    `CONVERGENCE_TOL` over the last fifth of its training (the ``late_val_gain`` row)."""
+    e = summary.entry(task, method, LATE_GAIN, None)
+    return "not converged" if e.ok and any(v > CONVERGENCE_TOL for v in e.values) else ""
+
+
 def _failures(summary: Summary, task: str, methods: Sequence[str]) -> list[Failure]:
     out = []
     for method in methods:
@@ -173,7 +189,8 @@ def build_leaderboard(
         for j, col in enumerate(columns)
     ]
     rows = tuple(
-        Row(m, st, tuple(grid[i]), tuple(best_cols[j][i] for j in range(len(columns))))
+        Row(m, st, tuple(grid[i]), tuple(best_cols[j][i] for j in range(len(columns))),
+            convergence_flag(summary, task, m))
         for i, (m, st) in enumerate(zip(methods, statuses))
     )
     return Leaderboard(

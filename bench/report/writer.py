@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from bench.report.ablation import ablation_grid, unseen_grid
 from bench.report.aggregate import Summary
 from bench.report.artifacts import Artifacts, TaskInfo, load_artifacts, task_info
+from bench.report.curves import plot_learning_curves
 from bench.report.dynamics import plot_rollout_growth, plot_spectra
 from bench.report.figures import RC, method_styles, plot_accuracy_vs_speedup, plot_error_vs_k, save_figure
 from bench.report.grid import Grid, Section, board_grid, ci_grid, slug
@@ -102,6 +103,10 @@ def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInf
         FigureJob("accuracy_vs_speedup", "Accuracy vs speedup",
                   "Relative L2 error at the smallest k vs speedup over the fine solver; dashed: Pareto front.",
                   lambda: plot_accuracy_vs_speedup(summary, styles)),
+        FigureJob("learning_curves", "Learning curves",
+                  "Validation error (solid; circle: the epoch whose weights were scored) and training loss "
+                  "(dashed) against optimisation steps, seed 0, each network of an ensemble separately.",
+                  lambda: plot_learning_curves(summary, artifacts, styles)),
         FigureJob("reliability", "Calibration reliability diagrams",
                   "Observed frequency of y <= F^-1(p) vs quantile level p for the probabilistic methods at the "
                   "smallest k (mean over seeds); the diagonal is perfect calibration.",

@@ -66,6 +66,7 @@ class EquiNO(FourierOperator):
     balance: str = "data"
 
     def check_params(self) -> None:
+        super().check_params()
         if self.balance not in BALANCES:
             raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
 
@@ -184,6 +185,9 @@ class EquiNO(FourierOperator):
         data = sum(rel_l2_loss(self.expand(self.decode(restrict(out, k)), raw, k), y) for k, y in ys.items())
         return {"data": data / len(ys)}
 
+    def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        return {k: m for k, (m, _) in self.predict_normalised(x, ks).items()}
+
     def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, None]]:
         out = self.model(x)
         raw = x * self._x_std + self._x_mean
@@ -192,6 +196,17 @@ class EquiNO(FourierOperator):
             level = k * (self._spec.fine_shape[0] // x.shape[-2])  # coarse input: rollout step
             preds[k] = self.expand(self.decode(restrict(out, k)), raw, level), None
         return preds
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The constrained basis: POD mean, modes and channel scales, and the balance."""
+        return ({"mean": self._mean, "modes": self._modes, "scale": self._scale},
+                {"k0": self._k0, "c": self._c, "constraint": self.constraint_})
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        # The basis is built in float64 (fit); the projection casts per level.
+        self._mean, self._modes, self._scale = (tensors[n].to(torch.float64) for n in ("mean", "modes", "scale"))
+        self._k0, self._c, self.constraint_ = int(values["k0"]), float(values["c"]), str(values["constraint"])
+        self._levels = {}
 
     def diagnostics(self) -> dict[str, Any]:
         extra = {"constraint": self.constraint_, "n_pod_used": int(self._modes.shape[1])}

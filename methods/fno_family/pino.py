@@ -43,6 +43,7 @@ class PINO(FourierOperator):
     physics_k: int = 1
 
     def check_params(self) -> None:
+        super().check_params()
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; valid: {', '.join(WEIGHTINGS)}")
 

@@ -131,6 +131,15 @@ class PIPNO(FourierOperator):
         pad = (0.0 if py else self.padding, 0.0 if px else self.padding)
         return ParallelFNO(spec.in_channels, spec.out_channels, self.width, modes, self.n_layers, pad)
 
+    def selection_error(self, x_val: torch.Tensor, ys_val: dict[int, torch.Tensor]) -> float:
+        """Label-free selection: the training loss (residual, divergence) on the
+        validation inputs; the validation targets are never read."""
+        total = 0.0
+        for start in range(0, len(x_val), self._batch):
+            x = x_val[start : start + self._batch]
+            total += float(sum(self.loss_terms(x, {}, torch.arange(len(x))).values())) * len(x)
+        return total / len(x_val)
+
     def loss_terms(
         self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor
     ) -> dict[str, torch.Tensor]:

@@ -25,7 +25,6 @@ then the pseudo-physics term acts as a physics-shaped regulariser on labelled in
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import torch
@@ -33,8 +32,8 @@ import torch.nn.functional as F
 
 from methods.fno_family.base import FourierOperator
 from methods.fno_family.gfno_layers import GROUP_NAMES, make_group, transform
-from methods.neural import rel_l2_loss, to_context
-from methods.training import train
+from methods.neural import rel_l2_loss
+from methods.training import to_context, train
 from nskernel import Budget, Context, Dataset, TaskSpec
 from nskernel.grid import restrict
 
@@ -82,9 +81,7 @@ class PPINO(FourierOperator):
         return {"data": self.data_loss(self.model(x), ys)}
 
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> PPINO:
-        e_rest = max(self.n_rounds, budget.epochs - budget.epochs // 2)
-        warm = replace(budget, epochs=max(1, budget.epochs // 2), max_train_s=0.5 * budget.max_train_s)
-        super().fit(train_data, spec, warm, ctx)  # phase 1: the fno recipe on data
+        super().fit(train_data, spec, budget.share(0.5), ctx)  # phase 1: the fno recipe on data
         self.logs = {"fno_warmup": self.train_log.to_dict()}
         k0 = min(train_data.targets)
         X = self.encode(self._tensor(train_data.inputs))
@@ -99,8 +96,9 @@ class PPINO(FourierOperator):
         group = make_group(spec.symmetry) if spec.symmetry in GROUP_NAMES else None
         gen = torch.Generator().manual_seed(ctx.seed + 1)
         n = len(train_data)
-        t_round = 0.5 * budget.max_train_s / self.n_rounds
-        e_round = max(1, math.ceil(e_rest / self.n_rounds))
+        per_round = budget.share(0.5 / self.n_rounds)
+        # phi's own fit: a fixed number of epochs, a tenth of the round's time cap
+        phi_budget = replace(budget, mode="epochs", epochs=self.phi_epochs, max_train_s=0.1 * per_round.max_train_s)
 
         def phi_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             loss = rel_l2_loss(self.phi(Yn[idx]), Xk0[idx])
@@ -118,21 +116,25 @@ class PPINO(FourierOperator):
             total = data + self.pseudo_weight * pseudo
             return total, {"data": float(data.detach()), "pseudo": float(pseudo.detach())}
 
+        val_fn = None if self._val is None else (lambda: self.selection_error(*self._val))
         for r in range(self.n_rounds):
             self.phi.train().requires_grad_(True)
-            self.logs[f"phi_{r}"] = train(self.phi.parameters(), phi_loss, n, ctx=ctx, lr=self.lr,
-                                          budget=replace(budget, epochs=self.phi_epochs, max_train_s=0.1 * t_round),
-                                          weight_decay=self.weight_decay, desc=f"train {self.name} phi").to_dict()
+            self.logs[f"phi_{r}"] = train(self.phi, phi_loss, n, budget=phi_budget, ctx=ctx, lr=self.lr,
+                                          weight_decay=self.weight_decay, schedule=self.schedule,
+                                          checkpoint=self.checkpoint_path(ctx, f"phi{r}"),
+                                          desc=f"train {self.name} phi").to_dict()
             self.phi.eval().requires_grad_(False)
             self.model.train()
-            self.logs[f"fno_{r}"] = train(self.model.parameters(), fno_loss, n, ctx=ctx, lr=self.lr,
-                                          budget=replace(budget, epochs=e_round, max_train_s=0.9 * t_round),
-                                          weight_decay=self.weight_decay, desc=f"train {self.name}").to_dict()
+            log = train(self.model, fno_loss, n, budget=per_round, ctx=ctx, lr=self.lr,
+                        weight_decay=self.weight_decay, schedule=self.schedule, val_fn=val_fn,
+                        checkpoint=self.checkpoint_path(ctx, f"round{r}"), generators=[gen], desc=f"train {self.name}")
+            self.logs[f"fno_{r}"] = log.to_dict()
+            self.member_logs.append(log)
             self.model.eval()
         return self
 
     def diagnostics(self) -> dict:
-        return {"train_log": self.logs}
+        return {**super().diagnostics(), "phases": self.logs}
 
 
 __all__ = ["PPINO", "PseudoPhysics", "derivative_features"]

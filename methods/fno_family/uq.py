@@ -21,6 +21,8 @@ such assumption.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +45,7 @@ class FNOEnsemble(FourierOperator):
     beta: float = 0.5
 
     def check_params(self) -> None:
+        super().check_params()
         if self.n_members < 2:
             raise ValueError("an ensemble needs n_members >= 2")
 
@@ -70,6 +73,10 @@ class FNOEnsemble(FourierOperator):
             nll = nll + point.mean()
         return {"nll": nll / len(ys)}
 
+    def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        out = self.model(x)
+        return {k: self.decode(self._heads(out, k)[0]) for k in ks}
+
     def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """The members' Gaussian mixture (mean, total variance) in physical units."""
         heads = [{k: self._heads(out, k) for k in ks} for out in (net(x) for net in self.networks)]
@@ -94,6 +101,7 @@ class FNOMCDropout(FourierOperator):
     n_samples: int = 10
 
     def check_params(self) -> None:
+        super().check_params()
         if not 0.0 < self.dropout < 1.0 or self.n_samples < 2:
             raise ValueError("need 0 < dropout < 1 and n_samples >= 2")
 
@@ -121,6 +129,12 @@ class FNOMCDropout(FourierOperator):
                 gap.append(((yn - mean) ** 2 - var).mean(dim=(0, 2, 3)))
         self._noise = torch.stack(gap).mean(0).clamp_min(VAR_FLOOR).view(1, -1, 1, 1)
         return self
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"noise": self._noise}, {}  # the fitted homoscedastic noise variance
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        self._noise = tensors["noise"]
 
     def _mc(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """MC mean and variance (normalised units) at every k in ``ks`` over

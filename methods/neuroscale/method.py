@@ -58,6 +58,7 @@ class NeuroScale(NeuralMethod):
     weight_decay: float = 1e-4
 
     def check_params(self) -> None:
+        super().check_params()
         checks = {
             "gamma": self.gamma >= 0, "beta": self.beta >= 0, "scales": self.scales >= 1,
             "ensemble": self.ensemble >= 1, "dropout": 0 <= self.dropout < 1,
@@ -127,6 +128,10 @@ class NeuroScale(NeuralMethod):
                 terms[n] = self.gamma * t
         return terms
 
+    def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        u, _ = self.model(x)  # the member being trained, dropout off: its mean field
+        return {k: self.decode(restrict(u, k)) for k in ks}
+
     def predict_normalised(
         self, x: torch.Tensor, ks: tuple[int, ...]
     ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
@@ -187,6 +192,13 @@ class NeuroScale(NeuralMethod):
             return super().advance(state, k)
         with self.rollout_mode():
             return self.predict(prolong(np.asarray(state), k), k)
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {"log2k_centre": self._log2k_centre}  # the variance head's centre of log2 k
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        self._log2k_centre = float(values["log2k_centre"])
+        self._physics = None  # a training loss: not needed to predict
 
     def diagnostics(self) -> dict[str, Any]:
         return {

@@ -50,8 +50,8 @@ BPINN_SIZES: dict[str, dict[str, Any]] = {
     # (deterministic) because CI compares them with a committed reference
     "smoke": {"instances": 2, "map_steps": 100, "map_lbfgs": 30, "warmup": 40, "samples": 10, "leapfrog": 5,
               "n_collocation": 64, "time_slices": 2, "max_solve_s": 30.0},
-    "small": {"instances": 4, "map_steps": 2000, "map_lbfgs": 500, "warmup": 100, "samples": 60, "leapfrog": 12,
-              "n_collocation": 1024, "time_slices": 4, "max_solve_s": 60.0},
+    "small": {"instances": 2, "map_steps": 1000, "map_lbfgs": 300, "warmup": 100, "samples": 60, "leapfrog": 12,
+              "n_collocation": 1024, "time_slices": 4, "max_solve_s": 900.0},
     "paper": {"instances": 4, "map_steps": 20000, "map_lbfgs": 5000, "warmup": 1000, "samples": 500, "leapfrog": 32,
               "n_collocation": 16384, "time_slices": 8, "max_solve_s": 3600.0},
 }
@@ -154,7 +154,7 @@ def map_estimate(post: Posterior, theta0: torch.Tensor, s: dict[str, Any], ctx: 
     of 50 iterations so ``deadline``, a ``time.monotonic`` value, is checked)."""
     theta = theta0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=s["lr"])
-    adam = 0
+    adam, capped = 0, False
     for adam in range(1, s["map_steps"] + 1):
         ctx.check_deadline("bpinn solve")
         loss = post.loss(theta)
@@ -164,6 +164,7 @@ def map_estimate(post: Posterior, theta0: torch.Tensor, s: dict[str, Any], ctx: 
         if adam % s["adapt_every"] == 0:
             post.adapt_balance(theta, s["adapt_alpha"])
         if time.monotonic() > deadline:
+            capped = adam < s["map_steps"]
             break
     lbfgs = torch.optim.LBFGS([theta], lr=1.0, max_iter=50, history_size=50, line_search_fn="strong_wolfe",
                               tolerance_grad=1e-9, tolerance_change=0.0)
@@ -175,7 +176,10 @@ def map_estimate(post: Posterior, theta0: torch.Tensor, s: dict[str, Any], ctx: 
         return value
 
     done = 0
-    while done < s["map_lbfgs"] and time.monotonic() < deadline:
+    while done < s["map_lbfgs"]:
+        if time.monotonic() >= deadline:
+            capped = True
+            break
         ctx.check_deadline("bpinn solve")
         lbfgs.param_groups[0]["max_iter"] = min(50, s["map_lbfgs"] - done)
         lbfgs.step(closure)
@@ -188,7 +192,7 @@ def map_estimate(post: Posterior, theta0: torch.Tensor, s: dict[str, Any], ctx: 
         final = float(post.loss(theta).detach())
     if not math.isfinite(final):
         raise Diverged("bpinn: the MAP loss became non-finite")
-    return theta.detach(), {"map_adam": adam, "map_lbfgs": done, "map_loss": final}
+    return theta.detach(), {"map_adam": adam, "map_lbfgs": done, "map_loss": final, "map_time_capped": capped}
 
 
 def solve_bpinn(pde: PointwisePDE, sample: np.ndarray, s: dict[str, Any], seed: int,
@@ -231,7 +235,8 @@ def solve_bpinn(pde: PointwisePDE, sample: np.ndarray, s: dict[str, Any], seed: 
            "weights": {k: float(f"{v:.4g}") for k, v in post.weights.items()}, "tau2": float(f"{post.tau2:.4g}"),
            "step_size": float(f"{chain.step_size:.4g}"), "accept_rate": round(chain.accept_rate, 3),
            "divergent": chain.divergent, "n_grad": chain.n_grad, "draws": len(chain.samples),
-           "warmup": chain.warmup_done, "hmc_s": round(chain.seconds, 3), "stopped": chain.stopped}
+           "warmup": chain.warmup_done, "hmc_s": round(chain.seconds, 3), "stopped": chain.stopped,
+           "time_capped": bool(map_log["map_time_capped"] or chain.stopped != "completed")}
     return fields, log
 
 

@@ -159,6 +159,13 @@ class PointwiseSolver(Method):
         var = np.stack(variances).astype(np.float64) if self.probabilistic else None
         return Prediction(mean=mean, var=var)
 
+    def truncation(self) -> str | None:
+        capped = sum(1 for log in self._log if log.get("time_capped"))
+        if not capped:
+            return None
+        return (f"{capped} of {len(self._log)} per-instance solves stopped by the wall-clock safety cap "
+                f"(max_solve_s={self._settings['max_solve_s']:g})")
+
     def n_params(self) -> int | None:
         """Parameters of the network trained (or sampled) anew for every instance."""
         if not hasattr(self, "_pde"):

@@ -49,9 +49,9 @@ DT_GUARD = 1.5
 
 _SIZES: dict[str, dict[str, float | int | bool | str]] = {
     "smoke": {"ra": 1e5, "height": 32, "dt": 0.05, "spinup": 20.0,
-              "n_train": 16, "n_test": 8, "samples_per_run": 8},
-    "small": {"ra": 2e6, "spinup": 40.0, "n_train": 256, "n_test": 64, "samples_per_run": 32},
-    "paper": {"ra": 1e7, "spinup": 60.0, "n_train": 1024, "n_test": 256, "samples_per_run": 64,
+              "n_train": 16, "n_test": 8, "n_val": 8, "samples_per_run": 8},
+    "small": {"ra": 2e6, "spinup": 40.0, "n_train": 256, "n_test": 64, "n_val": 64, "samples_per_run": 32},
+    "paper": {"ra": 1e7, "spinup": 60.0, "n_train": 1024, "n_test": 256, "n_val": 256, "samples_per_run": 64,
               "store_fine": False},
 }
 
@@ -91,6 +91,7 @@ class Convection:
     samples_per_run: int = 32
     n_train: int = 256
     n_test: int = 64
+    n_val: int = 64
     store_fine: bool = True
     backend: str = "numpy"
     device: str = "cpu"
@@ -110,6 +111,11 @@ class Convection:
             raise ValueError(f"spacing must be a positive multiple of horizon, got {self.spacing}/{self.horizon}")
         if self.samples_per_run < 1 or self.runs_per_batch < 1:
             raise ValueError("samples_per_run and runs_per_batch must be >= 1")
+        m = self.samples_per_run
+        if self.n_train % m or (self.n_val and ((self.n_train + self.n_test) % m or self.n_val % m)):
+            # whole runs where two splits meet, so no run feeds two of training, test, validation
+            raise ValueError(f"n_train (and, with a validation split, n_test and n_val) must be multiples of "
+                             f"samples_per_run={m}")
 
     @classmethod
     def sized(cls, size: str) -> Convection:

@@ -108,9 +108,9 @@ def conservation(
 
 
 _SIZES: dict[str, dict[str, int]] = {
-    "smoke": {"resolution": 32, "n_train": 16, "n_test": 8},
-    "small": {"resolution": 64, "n_train": 256, "n_test": 64},
-    "paper": {"resolution": 256, "n_train": 1000, "n_test": 200},
+    "smoke": {"resolution": 32, "n_train": 16, "n_test": 8, "n_val": 8},
+    "small": {"resolution": 64, "n_train": 256, "n_test": 64, "n_val": 64},
+    "paper": {"resolution": 256, "n_train": 1000, "n_test": 200, "n_val": 200},
 }
 
 
@@ -133,6 +133,7 @@ class Darcy:
     forcing: float = 1.0
     n_train: int = 256
     n_test: int = 64
+    n_val: int = 64
     solver: str = "auto"
 
     def __post_init__(self) -> None:

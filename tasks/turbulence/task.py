@@ -46,9 +46,9 @@ TIME_TOL = 1e-4
 ROLLOUT_STEPS = 8
 
 _SIZES: dict[str, dict[str, Any]] = {
-    "smoke": {"n_train": 16, "n_test": 8, "snapshots": 8, "spinup": 10.0},
-    "small": {"n_train": 256, "n_test": 64, "snapshots": 16, "spinup": 20.0},
-    "paper": {"n_train": 1024, "n_test": 256, "snapshots": 32, "spinup": 20.0},
+    "smoke": {"n_train": 16, "n_test": 8, "n_val": 8, "snapshots": 8, "spinup": 10.0},
+    "small": {"n_train": 256, "n_test": 64, "n_val": 64, "snapshots": 16, "spinup": 20.0},
+    "paper": {"n_train": 1024, "n_test": 256, "n_val": 256, "snapshots": 32, "spinup": 20.0},
 }
 # (k_max eta margin, smallest grid) per size for the automatic resolution
 _GRID_RULE: dict[str, tuple[float, int]] = {"smoke": (1.1, 64), "small": (1.1, 128), "paper": (1.5, 256)}
@@ -88,6 +88,7 @@ class Turbulence:
     nu: float = 0.0
     n_train: int = 256
     n_test: int = 64
+    n_val: int = 64
     kf: int = 4
     force: float = 1.0
     drag: float = 0.1
@@ -108,9 +109,10 @@ class Turbulence:
         n = self.n
         if n % 16:
             raise ValueError(f"resolution must be a multiple of 16, got {n}")
-        if self.snapshots < 1 or self.n_train % self.snapshots:
-            # whole trajectories per split, so no trajectory feeds both train and test
-            raise ValueError(f"n_train={self.n_train} must be a multiple of snapshots={self.snapshots}")
+        if self.snapshots < 1 or any(n % self.snapshots for n in (self.n_train, self.n_test, self.n_val)):
+            # whole trajectories per split, so no trajectory feeds two of training, test and validation
+            raise ValueError(f"n_train={self.n_train}, n_test={self.n_test} and n_val={self.n_val} must be "
+                             f"multiples of snapshots={self.snapshots}")
         if self.re <= 0 or self.horizon <= 0 or self.cfl <= 0:
             raise ValueError("re, horizon and cfl must be positive")
 
