@@ -1,4 +1,6 @@
-"""The checkpoint format of fitted neural methods (`NeuralMethod.save` / ``restore``).
+"""Checkpoint files: the atomic tensor I/O every checkpoint uses (training states of
+`methods.training`, fitted models), and the format of fitted neural methods
+(`NeuralMethod.save` / ``restore``).
 
 A checkpoint is a folder with two files:
 
@@ -22,10 +24,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from methods.training import load_tensors, save_atomic
 from nskernel import TaskSpec
 
 FORMAT = 1
+
+
+def tensor_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without the non-tensor entries some libraries add
+    (neuraloperator's ``_metadata`` holds functions and classes): what a checkpoint keeps,
+    and all that ``load_state_dict`` needs."""
+    return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: a kill leaves the old file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> Any:
+    """Read a checkpoint of tensors and plain values only. ``weights_only=True`` refuses
+    any pickled code, so a checkpoint from someone else's run directory is safe to open."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- corrupt, truncated, or not tensors-only: say which file
+        raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from None
 
 
 def spec_identity(spec: TaskSpec) -> dict[str, Any]:
@@ -67,11 +92,13 @@ def read_checkpoint(directory: Path, expect: dict[str, Any]) -> tuple[dict[str, 
     meta = read_meta(directory)
     for key, value in plain(expect).items():
         if meta.get(key) != value:
-            raise ValueError(f"checkpoint {directory} was made for another {key}: {meta.get(key)} (here: {value})")
+            what = {"params": "hyperparameters", "spec": "task"}.get(key, key)
+            raise ValueError(f"checkpoint {directory} was made with another {what}: {meta.get(key)} (here: {value})")
     state = load_tensors(Path(directory) / "model.pt")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"checkpoint {directory}/model.pt is not a format-{FORMAT} checkpoint")
     return state, meta
 
 
-__all__ = ["FORMAT", "plain", "read_checkpoint", "read_meta", "spec_identity", "write_checkpoint"]
+__all__ = ["FORMAT", "load_tensors", "plain", "read_checkpoint", "read_meta", "save_atomic", "spec_identity",
+           "tensor_state", "write_checkpoint"]

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from methods.checkpoint import read_checkpoint, spec_identity, write_checkpoint
+from methods.checkpoint import read_checkpoint, spec_identity, tensor_state, write_checkpoint
 from methods.ensemble import train_members
-from methods.training import Schedule, TrainLog, late_gain, merge_logs, tensor_state, to_context, train
+from methods.training import Schedule, TrainLog, late_gain, merge_logs, to_context, train
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
 from nskernel.errors import Diverged
 from nskernel.grid import restrict

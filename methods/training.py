@@ -5,7 +5,8 @@ Methods differ only in their model and their loss; they hand this loop the model
 closure that maps a batch of sample indices to ``(loss, terms)``. The loop owns:
 
 * the step count: the budget's epochs, or its FLOPs divided by the counted cost of one
-  training step (`count_step_flops`), so the same budget is the same steps everywhere;
+  training step (`methods.flops.count_step_flops`), so the same budget is the same steps
+  everywhere;
 * the optimiser (AdamW), the learning-rate schedule (`Schedule`), gradient clipping and
   NaN/Inf detection (-> `Diverged`);
 * model selection: with a validation closure the model is scored on the validation
@@ -22,7 +23,6 @@ closure that maps a batch of sample indices to ``(loss, terms)``. The loop owns:
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from methods.checkpoint import load_tensors, save_atomic, tensor_state
+from methods.flops import count_step_flops
 from nskernel import Budget, Context
 from nskernel.errors import Diverged
 
@@ -115,50 +117,6 @@ def to_context(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
     return model
 
 
-# -- counting a step's cost ------------------------------------------------------------
-def _fft_flops(n_points: int, complex_points: int, batch: int) -> int:
-    """5 N log2 N per complex transform of N points (the usual count), half for real."""
-    return int(5 * complex_points * math.log2(max(n_points, 2)) * batch)
-
-
-def _fft_formulas() -> dict[Any, Callable[..., int]]:
-    """FLOP formulas for torch's FFT kernels, which `FlopCounterMode` does not count."""
-
-    def r2c(x_shape: Sequence[int], dim: Sequence[int], *args: Any, **kwargs: Any) -> int:
-        n = int(np.prod([x_shape[d] for d in dim]))
-        return _fft_flops(n, n // 2, int(np.prod(x_shape)) // n)
-
-    def c2c(x_shape: Sequence[int], dim: Sequence[int], *args: Any, **kwargs: Any) -> int:
-        n = int(np.prod([x_shape[d] for d in dim]))
-        return _fft_flops(n, n, int(np.prod(x_shape)) // n)
-
-    def c2r(x_shape: Sequence[int], dim: Sequence[int], normalization: int, last_dim_size: int,
-            *args: Any, **kwargs: Any) -> int:
-        n = int(np.prod([x_shape[d] for d in dim[:-1]])) * last_dim_size
-        return _fft_flops(n, n // 2, int(np.prod(x_shape)) * last_dim_size // (x_shape[dim[-1]] * n))
-
-    ops = torch.ops.aten
-    return {ops._fft_r2c: r2c, ops._fft_c2c: c2c, ops._fft_c2r: c2r}
-
-
-def count_step_flops(loss_fn: LossFn, params: Sequence[torch.nn.Parameter], idx: torch.Tensor) -> float:
-    """FLOPs of one training step (forward and backward of ``loss_fn`` on the batch
-    ``idx``), counted by torch's `FlopCounterMode` (matrix products and convolutions;
-    complex products counted as real ones, torch's convention) plus FFTs at 5 N log2 N.
-    The count depends on shapes only, not on the machine. Runs inside a forked random
-    stream and leaves no gradient behind."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    devices = sorted({p.device for p in params if p.device.type == "cuda"}, key=str)
-    with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False,
-                                                                 custom_mapping=_fft_formulas()) as counter:
-        loss, _ = loss_fn(idx)
-        loss.backward()
-    for p in params:
-        p.grad = None
-    return float(counter.get_total_flops())
-
-
 # -- the schedule ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Schedule:
@@ -189,13 +147,6 @@ def _positive(*texts: str) -> bool:
 
 
 # -- checkpoints -----------------------------------------------------------------------
-def tensor_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict without the non-tensor entries some libraries add
-    (neuraloperator's ``_metadata`` holds functions and classes): what a checkpoint keeps,
-    and all that ``load_state_dict`` needs."""
-    return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
-
-
 def _rng_state(devices: Sequence[torch.device]) -> dict[str, Any]:
     return {"cpu": torch.get_rng_state(), "cuda": [torch.cuda.get_rng_state(d) for d in devices]}
 
@@ -204,23 +155,6 @@ def _set_rng_state(state: dict[str, Any], devices: Sequence[torch.device]) -> No
     torch.set_rng_state(state["cpu"])
     for d, s in zip(devices, state["cuda"]):
         torch.cuda.set_rng_state(s, d)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary name, then rename: a kill leaves the old file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_tensors(path: Path) -> Any:
-    """Read a checkpoint of tensors and plain values only. ``weights_only=True`` refuses
-    any pickled code, so a checkpoint from someone else's run directory is safe to open."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- corrupt, truncated, or not tensors-only: say which file
-        raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from None
 
 
 def _resumable(path: Path, total: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -364,5 +298,4 @@ def train(
     return log
 
 
-__all__ = ["LossFn", "Schedule", "TrainLog", "count_step_flops", "late_gain", "load_tensors", "merge_logs",
-           "save_atomic", "tensor_state", "to_context", "train"]
+__all__ = ["LossFn", "Schedule", "TrainLog", "late_gain", "merge_logs", "to_context", "train"]

@@ -12,6 +12,7 @@ import pytest
 
 from bench.cli import main
 from bench.metrics import METRICS
+from bench.names import build_method
 from bench.records import read_record, read_results
 from bench.runner import RunConfig, run
 from nskernel import Factors, Metric, Prediction
@@ -200,3 +201,38 @@ def test_process_pool_gives_the_same_numbers_as_inline(tmp_path, data_dir):
     a, b = (read_results(tmp_path / d) for d in ("inline", "pool"))
     a, b = (x[x.metric.isin(acc)].sort_values(["method", "k", "metric"]).reset_index(drop=True) for x in (a, b))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_saved_model_reloads_and_reproduces_its_record(tmp_path, data_dir, capsys):
+    """`bench predict` reloads a cell's checkpoint and re-scores it to the record's
+    rel_l2; `load_method` gives the fitted method; a non-neural cell has no model; a
+    checkpoint made for other hyperparameters is refused."""
+    from bench.predict import load_method
+
+    methods = "fno:width=8,n_layers=2,n_modes=6,fno_ensemble:n_members=2,width=8,mean"
+    assert run(cfg(tmp_path, data_dir, methods=methods), log=lambda s: None) == {"ok": 3}
+    out = tmp_path / "run"
+    for m in ("fno:width=8,n_layers=2,n_modes=6", "fno_ensemble:n_members=2,width=8"):
+        assert main(["predict", str(out), "--task", "darcy", "--method", m, "--data-dir", str(data_dir)]) == 0
+        assert "matches the record" in capsys.readouterr().out
+    method, spec = load_method(out, "darcy", "fno:width=8,n_layers=2,n_modes=6")
+    x = np.random.default_rng(0).random((2, 1, *spec.fine_shape))
+    assert method.predict(x, 8).mean.shape == (2, 1, *spec.coarse_shape(8))
+    assert main(["predict", str(out), "--task", "darcy", "--method", "mean", "--data-dir", str(data_dir)]) == 2
+    assert "saved no model" in capsys.readouterr().err
+    rec = read_record(next((out / "records").glob("darcy__fno_width*.json")))
+    _, other = build_method("fno:width=16,n_layers=2,n_modes=6")
+    with pytest.raises(ValueError, match="another hyperparameters"):
+        other.restore(out / rec["checkpoint"], spec, method._ctx)
+
+
+def test_k1_scores_the_fine_solution(tmp_path, data_dir):
+    """`--k-test 1,...` scores the fine-grid target (the fine solution itself): the
+    classical coarse solver at k = 1 is the fine solver, so its error vanishes; with
+    `--k-train 1` a method trains on the fine solution."""
+    c = cfg(tmp_path, data_dir, methods="coarse_fv,mean", k_train=(1,), k_test=(1, 4))
+    assert run(c, log=lambda s: None) == {"ok": 2}
+    df = read_results(tmp_path / "run")
+    fine = df[(df.metric == "rel_l2") & (df.k == 1)].set_index("method").value
+    assert fine["coarse_fv"] < 1e-6 and 0.05 < fine["mean"] < 1.0
+    assert bool(df[(df.metric == "rel_l2") & (df.k == 4)].set_index("method").loc["mean", "unseen"])

@@ -9,7 +9,9 @@ import time
 import pytest
 import torch
 
-from methods.training import Schedule, count_step_flops, load_tensors, train
+from methods.checkpoint import load_tensors
+from methods.flops import count_step_flops
+from methods.training import Schedule, train
 from nskernel import Budget, Context
 from nskernel.errors import CellTimeout, Diverged
 

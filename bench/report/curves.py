@@ -29,7 +29,8 @@ def plot_learning_curves(summary: Summary, artifacts: Artifacts, styles: dict[st
                 continue
             st = styles[method]
             for steps, loss, val in cells[0].curves:
-                ax.plot(steps, loss, color=st.color, lw=0.8, ls="--", alpha=0.6)
+                if (loss > 0).all():  # a likelihood loss can be negative: no place on a log axis
+                    ax.plot(steps, loss, color=st.color, lw=0.8, ls="--", alpha=0.6)
                 if np.isfinite(val).any():
                     every = max(1, len(val) // 8)
                     ax.plot(steps, val, color=st.color, lw=1.3, marker=st.marker, ms=2.5, markevery=every)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.report.fmt import describe_budget
 from bench.report.grid import GCell, Grid, Section, cell_plain, column_plain
 from bench.report.load import Run
 
@@ -83,6 +84,8 @@ def provenance_html(run: Run) -> str:
         ("tasks", lst(run.tasks)), ("methods", lst(run.methods)), ("seeds", lst(run.seeds)),
         ("k_train", lst(meta.get("k_train", "?"))), ("k_test", lst(meta.get("k_test", "?"))),
     ]
+    for task, budget in (meta.get("budgets") or {}).items():
+        items.append((f"budget ({task})", describe_budget(budget) + "; the best epoch on validation is scored"))
     for key in ("git_commit", "hostname", "platform", "cpu", "gpu", "device", "threads"):
         if prov.get(key) is not None:
             items.append((key.replace("_", " "), prov[key]))
