@@ -27,8 +27,9 @@ import numpy as np
 
 from bench import SCHEMA_VERSION
 from bench.config import ROLLOUT_SAMPLES, TIMING_CAPS
-from bench.costs import FineTiming, time_inference
+from bench.costs import FineTiming, equal_error_rows, time_inference, timing_batch_size
 from bench.data import config_hash, load_or_generate
+from bench.ladder import ladder_for
 from bench.memory import PeakMemory
 from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
@@ -244,6 +245,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
         train_s = time.perf_counter() - t0
         ctx.check_deadline("fit")
         # Asked after fit: per-instance solvers score fewer samples, set per size.
+        test_all = test
         n_eval = method.max_eval_samples()
         if n_eval is not None:
             test = test.subset(slice(0, min(len(test), n_eval)))
@@ -252,7 +254,23 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
         rows = evaluate(method, spec, test, cfg.factors, ctx, scored_metrics(task.metrics), artifacts)
         rows += evaluate_rollouts(method, spec, test, cfg.factors, ctx, max_samples=ROLLOUT_SAMPLES.get(cfg.size))
     fine = FineTiming.for_cell(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads)
-    rows += time_inference(method, spec, test, cfg.factors, ctx, TIMING_CAPS.get(cfg.size), fine)
+    caps = TIMING_CAPS.get(cfg.size)
+    timed = task.with_threads(cfg.threads).spec()  # every cost on the run's threads
+    rows += time_inference(method, timed, test, cfg.factors, ctx, caps, fine)
+    try:
+        rungs, ladder_failed = ladder_for(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads, timed, test_all,
+                                          cfg.factors.test, test_all.inputs[: timing_batch_size(caps)]), ""
+    except Exception as e:  # noqa: BLE001 -- the method's own scores stand; its ladder rows say why they are n/a
+        rungs, ladder_failed = [], f"the classical ladder failed: {type(e).__name__}: {e}"
+    fine_row = next(r for r in rows if r["metric"] == "fine_s")
+    # what generating the training and validation data costs (fine solves on the run's
+    # threads), charged to the methods that learn from them
+    n_data = task.n_train + task.n_val
+    data_s = fine_row["value"] / max(fine_row["n"], 1) * n_data if method.uses_training_data else 0.0
+    rows.append(measurement("data_s", data_s, n=n_data) if np.isfinite(data_s) else
+                measurement("data_s", np.nan, status="n/a", reason=fine_row.get("reason") or "no fine solver timing"))
+    rows += equal_error_rows(rows, rungs, cfg.factors, (data_s if np.isfinite(data_s) else 0.0) + train_s,
+                             failed=ladder_failed)
     n_params = method.n_params()
     gain = method.late_validation_gain()
     rows.append(measurement("late_val_gain", gain, status="ok") if gain is not None else

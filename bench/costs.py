@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import TimingCaps
+from bench.ladder import Rung, breakeven, cost_at_error, error_at_cost
 from bench.provenance import cpu_name
 from bench.records import measurement, write_json_atomic
 from bench.timing import measure
@@ -122,3 +123,44 @@ def time_inference(method: Method, spec: TaskSpec, test: Dataset, factors: Facto
             rows.append(measurement("speedup", fine_t["fine_s"] / t.median_s, k=k, unseen=unseen, n=len(batch),
                                     reason=note))
     return rows
+
+
+def equal_error_rows(rows: list[dict[str, Any]], rungs: list[Rung], factors: Factors,
+                     overhead_s: float, failed: str = "") -> list[dict[str, Any]]:
+    """The method against the classical ladder (`bench.ladder`) at every k, per sample:
+
+    * ``equal_error_cost_ratio``: the classical frontier's cost at the method's rel_l2 /
+      the method's inference cost (> 1: the method is cheaper at equal accuracy);
+    * ``ladder_error_at_cost``: the frontier's rel_l2 at the method's inference cost;
+    * ``breakeven_solves``: new solves after which ``overhead_s`` (data generation and
+      training) plus inference costs less than classical solves at equal error.
+
+    Off the ladder's range, without an error or a timing at k, or when the ladder
+    ``failed`` (its reason), a row is n/a with why."""
+    by = {(r["metric"], r["k"]): r for r in rows}
+    names = ("equal_error_cost_ratio", "ladder_error_at_cost", "breakeven_solves")
+    out: list[dict[str, Any]] = []
+    for k in factors.test:
+        unseen = factors.unseen(k)
+        err, inf = by.get(("rel_l2", k)), by.get(("infer_s", k))
+        if failed or not err or not inf or err["status"] != "ok" or inf["status"] != "ok":
+            bad = next((r for r in (err, inf) if r and r["status"] != "ok"), None)
+            why = failed or (bad or {}).get("reason") or "no error or no inference time at this k"
+            out += [measurement(m, np.nan, k=k, unseen=unseen, status="n/a", reason=why) for m in names]
+            continue
+        method_s = inf["value"] / max(inf["n"], 1)
+        classical_s, why = cost_at_error(rungs, k, err["value"])
+        out.append(measurement(names[0], classical_s / method_s, k=k, unseen=unseen) if classical_s is not None
+                   else measurement(names[0], np.nan, k=k, unseen=unseen, status="n/a", reason=why))
+        at_cost, why_cost = error_at_cost(rungs, k, method_s)
+        out.append(measurement(names[1], at_cost, k=k, unseen=unseen) if at_cost is not None
+                   else measurement(names[1], np.nan, k=k, unseen=unseen, status="n/a", reason=why_cost))
+        n, why_n = breakeven(overhead_s, classical_s, method_s) if classical_s is not None else (None, why)
+        out.append(measurement(names[2], n, k=k, unseen=unseen) if n is not None
+                   else measurement(names[2], np.nan, k=k, unseen=unseen, status="n/a", reason=why_n))
+    return out
+
+
+def timing_batch_size(caps: TimingCaps | None, default: int = 16) -> int:
+    """The batch on which the fine solver and the classical ladder are timed."""
+    return min(default, caps.batch) if caps else default

@@ -9,12 +9,13 @@ from methods.coarse import CoarseFV, CoarseSpectral
 from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
 from methods.mean import MeanField
 from methods.neuroscale import NeuroScale
+from methods.persistence import Persistence
 from methods.pinn import BPINN, PINN
 from nskernel import build_registry
 
 METHODS = build_registry(
     [
-        MeanField, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
+        MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
         FNOEnsemble, FNOMCDropout, PINN, BPINN,
     ]
 )

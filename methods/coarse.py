@@ -20,6 +20,7 @@ from nskernel.errors import UsageError
 class CoarseClassical(Method):
     """Abstract base of the classical coarse solvers; ``family`` selects the task's solver."""
 
+    uses_training_data = False  # nothing is learned from data: no data cost to amortise
     open_params = True  # the parameters are the task's solver's (checked in `check_spec`)
 
     def __init__(self, **params: Any) -> None:

@@ -66,6 +66,9 @@ class Method(abc.ABC):
     probabilistic: ClassVar[bool] = False
     #: how the harness times inference
     timing: ClassVar[TimingHints] = TimingHints()
+    #: whether ``fit`` learns from the training data; the cost of generating them is
+    #: then part of what the method must amortise (``breakeven_solves``)
+    uses_training_data: ClassVar[bool] = True
     #: accepts parameters it does not declare (passed through to a task's own solver and
     #: checked in `check_spec`); ``param_defaults`` is then empty
     open_params: ClassVar[bool] = False

@@ -30,6 +30,13 @@ class Task(Protocol):
 
     def spec(self) -> TaskSpec: ...
 
+    def with_threads(self, threads: int) -> Task:
+        """This task with its solvers on ``threads`` CPU threads, for timing only: every
+        cost the harness times (the fine solver, the classical ladder) uses the run's
+        thread count, while the data keep the task's own setting (in a chaotic flow the
+        thread count changes round-off, so it is part of a dataset's identity)."""
+        ...
+
     def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
         """``n`` samples, deterministic in ``seed``; sample ``i`` depends on ``(seed, i)``
         only, so a smaller dataset is a prefix of a larger one."""

@@ -236,3 +236,28 @@ def test_k1_scores_the_fine_solution(tmp_path, data_dir):
     fine = df[(df.metric == "rel_l2") & (df.k == 1)].set_index("method").value
     assert fine["coarse_fv"] < 1e-6 and 0.05 < fine["mean"] < 1.0
     assert bool(df[(df.metric == "rel_l2") & (df.k == 4)].set_index("method").loc["mean", "unseen"])
+
+
+def test_equal_error_rows_and_the_frontier_figure(tmp_path, data_dir):
+    """Every learned and classical cell is put against the classical ladder at every k:
+    a value or n/a with the reason; the report draws the error-cost frontier."""
+    from bench.report import write_report
+
+    c = RunConfig(tasks="darcy,turbulence", methods="fno:width=8,n_layers=2,n_modes=6,coarse_fv,persistence",
+                  size="smoke", data_dir=data_dir, progress=False, out=tmp_path / "run")
+    assert run(c, log=lambda s: None) == {"ok": 5, "n/a": 1}  # persistence does not apply to Darcy
+    df = read_results(tmp_path / "run")
+    for metric in ("equal_error_cost_ratio", "breakeven_solves", "ladder_error_at_cost"):
+        rows = df[df.metric == metric]
+        assert len(rows) == 5 * 3  # 5 ok cells, 3 factors each
+        assert ((rows.status == "ok") & rows.value.notna() | (rows.status == "n/a") & (rows.reason != "")).all()
+    assert (df[(df.metric == "equal_error_cost_ratio")].status == "ok").any()
+    data_s = df[df.metric == "data_s"].set_index(["task", "method"]).value
+    assert data_s[("darcy", "coarse_fv")] == 0 == data_s[("turbulence", "persistence")]  # nothing learned from data
+    n_data = 16 + 8  # smoke: training + validation samples
+    fine = df[(df.metric == "fine_s") & (df.task == "darcy")].iloc[0]
+    assert data_s[("darcy", "fno:width=8,n_layers=2,n_modes=6")] == pytest.approx(fine.value / fine.n * n_data)
+    assert sorted(p.name.split("__")[0] for p in (tmp_path / "run" / "ladder").glob("*.json")) == ["darcy",
+                                                                                                  "turbulence"]
+    out = write_report(tmp_path / "run", tmp_path / "report")
+    assert (out / "frontier.png").exists()

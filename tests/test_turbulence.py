@@ -293,3 +293,27 @@ def test_residual_memo_of_forward_shots_changes_nothing(task, data, one_torch_th
     mixed = res(u[[2, 0]], x[[2, 0]], k)  # another batch, shots from the memo
     tm._SHOTS.clear()
     torch.testing.assert_close(mixed, res(u[[2, 0]], x[[2, 0]], k), rtol=1e-6, atol=1e-9)
+
+
+def test_persistence_returns_the_coarse_state_and_scores_like_the_stored_rollout_start(task, data):
+    """`persistence` predicts R_k of the input and leaves a coarse state unchanged; its
+    error is that of the filtered state at t against the filtered state at t + dT."""
+    from methods.persistence import Persistence
+
+    spec = task.spec()
+    m = Persistence()
+    assert m.not_applicable(spec) is None
+    for k in (4, 8):
+        pred = m.predict(data.inputs, k).mean
+        np.testing.assert_array_equal(pred, restrict(data.inputs.astype(np.float64), k))
+        np.testing.assert_array_equal(m.advance(pred, k).mean, pred)
+        assert rel(pred, data.targets[k]) == pytest.approx(rel(data.rollouts[k][:, 0], data.targets[k]), rel=1e-5)
+
+
+def test_the_dns_family_at_k1_is_the_fine_solver(task, data):
+    """The ladder's ``dns`` family is the fine solver on a coarser grid: at k = 1 it
+    reproduces the stored targets (float32 storage); at k = 4 it is a coarse solver."""
+    cs = task.spec().coarse_solvers["dns"]
+    out = cs.solve(data.inputs[:2], 1, **cs.params)
+    assert out.shape == data.inputs[:2].shape and rel(restrict(out, 4), data.targets[4][:2]) < 1e-5
+    assert 1e-3 < rel(cs.solve(data.inputs[:2], 4, **cs.params), data.targets[4][:2]) < 1

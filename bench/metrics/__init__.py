@@ -69,6 +69,17 @@ METRICS: dict[str, Metric] = build_registry([
            group="cost", per_k=False, leaderboard=False, unit="s"),
     Metric("peak_mem_mb", "rise of resident (or CUDA) memory during fit and evaluation", tolerance=None,
            group="cost", per_k=False, leaderboard=False, unit="MB"),
+    # -- against the classical error-cost ladder (bench.ladder, bench.costs) --------------
+    Metric("data_s", "fine-solver time to generate the training and validation data (fine_s per sample x "
+           "samples; 0 for methods that learn nothing from data)", tolerance=None, group="cost", per_k=False,
+           leaderboard=False, unit="s"),
+    Metric("equal_error_cost_ratio", "the classical solvers' cost at the method's rel_l2 / the method's inference "
+           "cost, per sample (> 1: the method is cheaper at equal accuracy)", direction="higher", tolerance=None,
+           group="cost", headline=True),
+    Metric("ladder_error_at_cost", "the classical solvers' rel_l2 at the method's inference cost", tolerance=None,
+           group="cost", leaderboard=False),
+    Metric("breakeven_solves", "new solves after which data generation + training + inference cost less than "
+           "classical solves at equal error", tolerance=None, group="cost"),
     # -- training (bench.cell) -------------------------------------------------------------
     Metric("late_val_gain", "relative fall of the validation error over the last fifth of training "
            f"(above {CONVERGENCE_TOL:g}: the row is flagged not converged)", tolerance=None, group="training",

@@ -23,6 +23,7 @@ from bench.report.artifacts import Artifacts, TaskInfo, load_artifacts, task_inf
 from bench.report.curves import plot_learning_curves
 from bench.report.dynamics import plot_rollout_growth, plot_spectra
 from bench.report.figures import RC, method_styles, plot_accuracy_vs_speedup, plot_error_vs_k, save_figure
+from bench.report.frontier import plot_frontier
 from bench.report.grid import Grid, Section, board_grid, ci_grid, slug
 from bench.report.html import FigureEntry, render_html
 from bench.report.latex import render_grids_latex, render_latex
@@ -103,6 +104,11 @@ def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInf
         FigureJob("accuracy_vs_speedup", "Accuracy vs speedup",
                   "Relative L2 error at the smallest k vs speedup over the fine solver; dashed: Pareto front.",
                   lambda: plot_accuracy_vs_speedup(summary, styles)),
+        FigureJob("frontier", "Error-cost frontier",
+                  "Relative L2 error vs inference cost per sample, per task and k: each classical solver on the "
+                  "grids between the k-coarse grid and the fine grid (lines; j: the solver's grid factor), the "
+                  "fine solver a star, each method a point (mean over seeds; bars: seed std).",
+                  lambda: plot_frontier(summary, styles)),
         FigureJob("learning_curves", "Learning curves",
                   "Validation error (solid; circle: the epoch whose weights were scored) and training loss "
                   "(dashed) against optimisation steps, seed 0, each network of an ensemble separately.",

@@ -61,6 +61,8 @@ class PointwiseSolver(Method):
     rounding is not small next to the energy errors the step size is tuned to
     (docs/pinn.md)."""
 
+    uses_training_data = False  # each instance is solved from its PDE: no data cost to amortise
+
     # A solve takes seconds to minutes: time one instance, once (bench.costs). One
     # solve serves every k (R_k of the fine field), so its cost does not depend on k.
     timing = TimingHints(batch=1, repeats=1, warmup=0, attempts=1, k_independent=True)

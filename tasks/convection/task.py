@@ -12,6 +12,7 @@ their measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -242,6 +243,9 @@ class Convection:
         return f"fourier-fd2-rk4-{h}x{w}-dt{self.time_step:.4g}-{self.backend}"
 
     # -- spec -------------------------------------------------------------------------
+    def with_threads(self, threads: int) -> Convection:
+        return dataclasses.replace(self, workers=threads)
+
     def spec(self) -> TaskSpec:
         ph, aspect = self.physics, self.aspect
 

@@ -164,6 +164,9 @@ class Darcy:
             raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
         return cls(**_SIZES[size])
 
+    def with_threads(self, threads: int) -> Darcy:
+        return self  # its solvers run on torch and scipy threads, which the cell's context sets
+
     def spec(self) -> TaskSpec:
         n = self.resolution
         solver = self.fine_solver

@@ -9,6 +9,11 @@ Both start from ``R_k omega(t)`` on the ``n/k`` grid and advance one horizon ``d
   eddy viscosity ``cs``; with ``deconvolve`` the cell averages are first turned into
   point values by dividing by the box filter's transfer function
   ``sinc(k_x h/2) sinc(k_y h/2)``, and the result is filtered back.
+* ``"dns"``: the fine solver itself (same scheme, 2/3 de-aliasing, same kernels: fused
+  FFTW steps on CPU) on the ``n/k`` grid, no subgrid model, from the deconvolved cell
+  averages like ``"spectral"``; samples spread over the task's threads like the fine
+  solve. The classical error-cost ladder (`bench.ladder`) runs it from the k grid up to
+  the fine grid, where it is the fine solver.
 
 Defaults were chosen by measurement on small data (docs/turbulence.md).
 """
@@ -46,6 +51,39 @@ def _spectral_solver(n: int, nu: float, drag: float, force: float, kf: int, cs: 
                            smagorinsky=cs, dealias="pad")
 
 
+@lru_cache(maxsize=64)
+def _dns_solver(n: int, nu: float, drag: float, force: float, kf: int, backend: str, device: str,
+                worker: int) -> VorticitySolver:
+    return VorticitySolver(n, nu, drag, kolmogorov_forcing(n, force, kf), backend=backend, threads=1, device=device)
+
+
+def dns_advance(state: np.ndarray, task: Any, deconvolve: bool = True) -> np.ndarray:
+    """Advance coarse ``(N, 1, m, m)`` omega by one horizon with the fine solver on the m grid."""
+    w = np.asarray(state, dtype=np.float64)[:, 0]
+    m = w.shape[-1]
+    box = box_transfer(m)
+    backend = task.resolved_backend()
+
+    def solve(worker: int, chunk: np.ndarray) -> np.ndarray:
+        s = _dns_solver(m, task.viscosity, task.drag, task.force, task.kf, backend, task.device, worker)
+        if deconvolve:
+            chunk = np.fft.irfft2(np.fft.rfft2(chunk) / box, s=(m, m))
+        out, _ = s.advance(s.to_spectral(chunk), task.horizon, task.cfl)
+        out = s.to_physical(out)
+        out = out if isinstance(out, np.ndarray) else out.detach().cpu().numpy()
+        return np.fft.irfft2(np.fft.rfft2(out) * box, s=(m, m)) if deconvolve else out
+
+    workers = 1 if task.device != "cpu" else max(1, min(task.threads, len(w)))
+    chunks = np.array_split(w, workers)
+    if workers == 1:
+        return solve(0, w)[:, None]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(solve, range(workers), chunks))
+    return np.concatenate(parts)[:, None]
+
+
 def fv_advance(state: np.ndarray, task: Any, cfl: float = FV_CFL) -> np.ndarray:
     """Advance coarse ``(N, 1, m, m)`` omega by one horizon with the Arakawa scheme."""
     w = np.asarray(state, dtype=np.float64)[:, 0]
@@ -71,7 +109,7 @@ def spectral_advance(
 
 
 def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
-    """The ``"fv"`` and ``"spectral"`` solvers of ``task`` (a `Turbulence`)."""
+    """The ``"fv"``, ``"spectral"`` and ``"dns"`` solvers of ``task`` (a `Turbulence`)."""
 
     def fv_solve(inputs: np.ndarray, k: int, cfl: float = FV_CFL) -> np.ndarray:
         return fv_advance(restrict(np.asarray(inputs, dtype=np.float64), k), task, cfl)
@@ -87,6 +125,13 @@ def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
                deconvolve: bool = True) -> np.ndarray:
         return spectral_advance(state, task, cs, cfl, deconvolve)
 
+    def dns_solve(inputs: np.ndarray, k: int, deconvolve: bool = True) -> np.ndarray:
+        # at k = 1 the input holds point values, not cell averages: nothing to deconvolve
+        return dns_advance(restrict(np.asarray(inputs, dtype=np.float64), k), task, deconvolve and k > 1)
+
+    def dns_adv(state: np.ndarray, k: int, deconvolve: bool = True) -> np.ndarray:
+        return dns_advance(state, task, deconvolve and k > 1)
+
     return {
         "fv": CoarseSolver(
             solve=fv_solve, advance=fv_adv, params={"cfl": FV_CFL},
@@ -96,5 +141,10 @@ def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
             solve=sp_solve, advance=sp_adv, params={"cs": SMAGORINSKY_CS, "cfl": SPECTRAL_CFL, "deconvolve": True},
             choices={"deconvolve": (True, False)},
             description="pseudo-spectral IF-RK4 on the k-coarse grid with Smagorinsky eddy viscosity c_s",
+        ),
+        "dns": CoarseSolver(
+            solve=dns_solve, advance=dns_adv, params={"deconvolve": True}, choices={"deconvolve": (True, False)},
+            description="the fine solver (pseudo-spectral IF-RK4, 2/3 de-aliasing, no subgrid model) on the "
+                        "k-coarse grid",
         ),
     }

@@ -16,6 +16,7 @@ with a Smagorinsky eddy viscosity ("spectral"). See docs/turbulence.md.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -242,6 +243,9 @@ class Turbulence:
             physics=flow,
             rollout_horizons=(1, 2, 4, 8),
         )
+
+    def with_threads(self, threads: int) -> Turbulence:
+        return dataclasses.replace(self, threads=threads)
 
     def fine_solver_name(self) -> str:
         s = self.solver()
