@@ -287,7 +287,11 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     rec["calibration"] = {"levels": ECE_LEVELS.tolist(), "observed": artifacts["calibration"]}
     rec["snapshot"] = _save_snapshot(cfg, artifacts["snapshot"])
     rec["probabilistic"] = bool(method.probabilistic)
-    rec.update(method.diagnostics())
+    diagnostics = method.diagnostics()
+    clash = sorted(set(diagnostics) & set(rec))
+    if clash:  # a method's facts must never overwrite what the harness recorded
+        raise RuntimeError(f"{method.name}.diagnostics() returned keys the record already has: {clash}")
+    rec.update(diagnostics)
     if method.save(cfg.checkpoint_dir):
         rec["checkpoint"] = str(cfg.checkpoint_dir.relative_to(cfg.run_dir))
     truncated = method.truncation()

@@ -3,7 +3,8 @@
 * ``all``, comma lists, and quoted glob patterns (``'neuroscale*'``) over the registered
   names and variants.
 * Variants: ``name:param=value[,param=value]`` (``fno:n_modes=12,width=64``); values are
-  parsed to the type of the parameter's default.
+  parsed to the type of the parameter's default. A wrapper's ``base`` is itself a method
+  spec with at most one parameter (``conformal:base=fno:width=32``), built here.
 * External methods: ``package.module:Class`` (optionally ``:param=value,...``), or any
   class published under the entry-point group ``neuroscale_bench.methods``.
 
@@ -21,7 +22,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from nskernel import SIZES, Method
+from nskernel import SIZES, Method, WrapperMethod
 from nskernel.errors import UsageError
 
 ENTRY_POINT_GROUP = "neuroscale_bench.methods"
@@ -136,9 +137,12 @@ def build_method(spec: str) -> tuple[str, Any]:
         except ValueError as e:
             raise UsageError(f"{base}:{key}={text}: {e}") from None
     try:
-        return canonical(base, {k: raw[k] for k in raw}), cls(**params)
+        method = cls(**params)
+        if isinstance(method, WrapperMethod):  # the harness builds what a wrapper wraps
+            method.wrap(build_method(method.base)[1])
     except (TypeError, ValueError) as e:
         raise UsageError(f"cannot build method {spec!r}: {e}") from None
+    return canonical(base, {k: raw[k] for k in raw}), method
 
 
 def resolve_methods(text: str) -> list[str]:

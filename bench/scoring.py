@@ -3,8 +3,10 @@ coarse rollouts of time-dependent tasks.
 
 Every metric yields a row for every k: a value, or ``n/a`` with the reason (a
 requirement of the metric not met, a k the method cannot produce). Nothing is silently
-dropped. The metrics are the suite's scores (`bench.metrics.METRICS`, those with a
-function) followed by the task's own (``Task.metrics``), handed over by the cell.
+dropped; only metrics that the task itself can never have (`nskernel.Metric.unmet_by_task`:
+a time-dependent score on a steady task, like the rollouts) are left out of its results.
+The metrics are the suite's scores (`bench.metrics.METRICS`, those with a function)
+followed by the task's own (``Task.metrics``), handed over by the cell.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def _stat_row(name: str, vals: np.ndarray, k: int, unseen: bool) -> dict[str, An
                        samples=[float(v) for v in vals])
 
 
+def _pooled_row(name: str, value: float, n: int, k: int, unseen: bool) -> dict[str, Any]:
+    """A pooled metric: one statistic of all ``n`` samples' points (no per-sample values,
+    so no spread and no bootstrap interval)."""
+    if not np.isfinite(value):
+        raise Diverged(f"metric {name} is not finite at k={k}")
+    return measurement(name, float(value), k=k, unseen=unseen, n=n)
+
+
 def evaluate(method: Method, spec: TaskSpec, test: Dataset, factors: Factors, ctx: Context,
              metrics: Sequence[Metric], artifacts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows of every metric in ``metrics`` (`scored_metrics`) for every k in
@@ -52,6 +62,7 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, factors: Factors, ct
     the fields of test sample `SNAPSHOT_SAMPLE` (``snapshot``: input, and per k the
     target, mean and variance)."""
     rows: list[dict[str, Any]] = []
+    metrics = [m for m in metrics if m.unmet_by_task(spec) is None]
     artifacts = {} if artifacts is None else artifacts
     snap = artifacts.setdefault("snapshot", {"input": test.inputs[SNAPSHOT_SAMPLE]})
     calib = artifacts.setdefault("calibration", {})
@@ -80,7 +91,9 @@ def evaluate(method: Method, spec: TaskSpec, test: Dataset, factors: Factors, ct
                 rows.append(measurement(metric.name, np.nan, k=k, unseen=unseen, status="n/a", reason=why))
                 continue
             assert metric.fn is not None
-            rows.append(_stat_row(metric.name, metric.fn(pred, target, test.inputs, k, spec), k, unseen))
+            vals = metric.fn(pred, target, test.inputs, k, spec)
+            rows.append(_pooled_row(metric.name, metric.pooled(vals), len(vals), k, unseen) if metric.pooled
+                        else _stat_row(metric.name, vals, k, unseen))
     return rows
 
 

@@ -6,6 +6,7 @@ machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) a
 ``ensemble`` (the one ensemble mechanism)."""
 
 from methods.coarse import CoarseFV, CoarseSpectral
+from methods.conformal import Conformal
 from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
 from methods.mean import MeanField
 from methods.neuroscale import NeuroScale
@@ -16,7 +17,7 @@ from nskernel import build_registry
 METHODS = build_registry(
     [
         MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
-        FNOEnsemble, FNOMCDropout, PINN, BPINN,
+        FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal,
     ]
 )
 
@@ -30,6 +31,10 @@ VARIANTS: tuple[str, ...] = (
     "neuroscale:ensemble=4",
     "neuroscale:ensemble=8",
     "neuroscale:dropout=0",
+    # calibration on held-out validation data (docs/metrics.md, "Calibration"): `conformal`
+    # wraps fno by default
+    "conformal:base=neuroscale",
+    "conformal:base=fno_ensemble,mode=isotonic",
 )
 
 __all__ = ["METHODS", "VARIANTS"]

@@ -12,8 +12,9 @@ NeuroScale's members) through `NeuralMethod.ensemble_size`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -57,4 +58,33 @@ def mixture_moments(means: torch.Tensor, variances: torch.Tensor | None) -> tupl
     return mean, aleatoric + epistemic
 
 
-__all__ = ["member_seed", "mixture_moments", "train_members"]
+#: draws per prediction from a mixture (at least; rounded up to a multiple of its components)
+MIN_DRAWS = 16
+
+
+class Moments(NamedTuple):
+    """A neural method's prediction of one batch at one k, physical units: the mean, the
+    total variance (None: deterministic) and, for mixtures, the components
+    ``(means (S, ...), variances (S, ...) or None)`` that `mixture_draws` samples."""
+
+    mean: torch.Tensor
+    var: torch.Tensor | None = None
+    components: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+
+def mixture_draws(means: np.ndarray, variances: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Draws ``(n, ...)`` from the equal-weight mixture of ``N(means[s], variances[s])``:
+    ``n = S ceil(MIN_DRAWS / S)``, draw ``j`` from component ``j mod S`` (stratified, so
+    every component has the same weight) plus its Gaussian noise, independent per point
+    (the heads model no spatial correlation of the noise; docs/metrics.md says what that
+    means for block averages). Without variances the draws are the components."""
+    s = len(means)
+    n = s * math.ceil(MIN_DRAWS / s) if variances is not None else s
+    comp = np.arange(n) % s
+    draws = means[comp].astype(np.float64)
+    if variances is not None:
+        draws += np.sqrt(np.maximum(variances[comp], 0.0)) * rng.standard_normal(draws.shape)
+    return draws
+
+
+__all__ = ["MIN_DRAWS", "Moments", "member_seed", "mixture_draws", "mixture_moments", "train_members"]

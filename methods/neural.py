@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from methods.checkpoint import read_checkpoint, spec_identity, tensor_state, write_checkpoint
-from methods.ensemble import train_members
+from methods.ensemble import Moments, member_seed, mixture_draws, train_members
 from methods.training import Schedule, TrainLog, late_gain, merge_logs, to_context, train
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
 from nskernel.errors import Diverged
@@ -95,13 +95,12 @@ class NeuralMethod(Method):
                 total += float(err.sum())
         return total / (len(x_val) * len(ks))
 
-    def predict_normalised(
-        self, x: torch.Tensor, ks: tuple[int, ...]
-    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, Moments]:
         """Predictions of the normalised batch ``x`` at every factor in ``ks``, in
-        physical units: ``{k: (mean, variance or None)}``. One network pass serves all k."""
+        physical units (`methods.ensemble.Moments`: mean, variance or None, mixture
+        components or None). One network pass serves all k."""
         out = self.model(x)
-        return {k: (self.decode(restrict(out, k)), None) for k in ks}
+        return {k: Moments(self.decode(restrict(out, k))) for k in ks}
 
     def output_stats(self, train_data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (mean, std) that `decode` applies. Default: those of the finest
@@ -256,19 +255,27 @@ class NeuralMethod(Method):
     def _batched(self, inputs: np.ndarray, ks: tuple[int, ...]) -> dict[int, Prediction]:
         means: dict[int, list[np.ndarray]] = {k: [] for k in ks}
         vars_: dict[int, list[np.ndarray]] = {k: [] for k in ks}
+        draws: dict[int, list[np.ndarray]] = {k: [] for k in ks}
         for start in range(0, len(inputs), self._batch):
             x = self.encode(self._tensor(inputs[start : start + self._batch]))
-            for k, (m, v) in self.predict_normalised(x, ks).items():
-                means[k].append(m.cpu().numpy())
-                if v is not None:
-                    vars_[k].append(v.cpu().numpy())
+            for k, pred in self.predict_normalised(x, ks).items():
+                means[k].append(pred.mean.cpu().numpy())
+                if pred.var is not None:
+                    vars_[k].append(pred.var.cpu().numpy())
+                if pred.components is not None and not self.in_rollout:
+                    # The noise of a draw depends on (seed, k, batch start) only, so that
+                    # predict(inputs, k) and predict_many agree draw for draw.
+                    rng = np.random.default_rng([member_seed(self._ctx.seed, 7), k, start])
+                    cm, cv = pred.components
+                    draws[k].append(mixture_draws(cm.cpu().numpy(), None if cv is None else cv.cpu().numpy(), rng))
         out = {}
         for k in ks:
             mean = np.concatenate(means[k]).astype(np.float64)
             if not np.isfinite(mean).all():
                 raise Diverged(f"{self.name} predicted non-finite values at k={k}")
             var = np.concatenate(vars_[k]).astype(np.float64) if vars_[k] else None
-            out[k] = Prediction(mean=mean, var=var)
+            samples = np.concatenate(draws[k], axis=1) if draws[k] else None
+            out[k] = Prediction(mean=mean, var=var, samples=samples)
         return out
 
     def estimate_s(self, budget: Budget) -> float:

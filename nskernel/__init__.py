@@ -20,7 +20,7 @@ from nskernel.context import Context, Device, Factors
 from nskernel.data import Dataset
 from nskernel.errors import CellTimeout, Diverged, NotApplicable, UsageError
 from nskernel.grid import prolong, restrict
-from nskernel.method import Method, TimingHints
+from nskernel.method import Method, TimingHints, WrapperMethod
 from nskernel.metric import Metric, Tolerance
 from nskernel.pointwise import PointSet, PointwisePDE
 from nskernel.prediction import Prediction
@@ -31,5 +31,5 @@ from nskernel.task import Task
 __all__ = [
     "K_VALUES", "SIZES", "Budget", "CellTimeout", "CoarseSolver", "Context", "Dataset", "Device", "Diverged",
     "Factors", "Method", "Metric", "NotApplicable", "PointSet", "PointwisePDE", "Prediction", "Task", "TaskSpec",
-    "TimingHints", "Tolerance", "UsageError", "build_registry", "lookup", "prolong", "restrict",
+    "TimingHints", "Tolerance", "UsageError", "WrapperMethod", "build_registry", "lookup", "prolong", "restrict",
 ]

@@ -189,3 +189,27 @@ class Method(abc.ABC):
     def diagnostics(self) -> dict[str, Any]:
         """Extra per-cell facts (e.g. the training curve) merged into the record."""
         return {}
+
+
+class WrapperMethod(Method):
+    """Abstract base of a method built around another one (a calibration wrapper, say).
+
+    ``base`` is the wrapped method's spec as on the command line (``fno``,
+    ``fno:width=32``); the harness builds it and hands it over with `wrap` right after
+    construction (kernel and methods never import the registry, so they cannot build it
+    themselves). `wrapped` is that method."""
+
+    base: str = ""
+
+    def wrap(self, base: Method) -> None:
+        if isinstance(base, WrapperMethod):
+            raise ValueError(f"{self.name} cannot wrap another wrapper ({base.name})")
+        self._wrapped = base
+
+    @property
+    def wrapped(self) -> Method:
+        try:
+            return self._wrapped
+        except AttributeError:
+            raise RuntimeError(f"{self.name}: no base method handed over; build it with bench.names.build_method "
+                               "or call wrap(method)") from None

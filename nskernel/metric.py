@@ -8,7 +8,11 @@ same type). Reports, ``bench compare`` and ``bench list`` read everything from t
 records, so adding a metric is one definition in one file.
 
 ``fn(prediction, target, inputs, k, spec) -> (N,)`` returns one value per test sample;
-aggregation (mean, spread, bootstrap intervals) is the harness's job. Metrics with
+aggregation (mean, spread, bootstrap intervals) is the harness's job. A *pooled* metric
+(``pooled`` set) is a statistic of all test points together rather than a mean of
+per-sample values (a calibration error, a rank histogram): its ``fn`` returns per-sample
+sufficient statistics ``(N, m)`` and ``pooled(stats) -> float`` reduces them, so the value
+does not depend on how the points are split into samples. Metrics with
 ``fn = None`` are measured by the harness itself (costs, rollouts); their records carry
 the rest of the contract.
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from nskernel.spec import TaskSpec
 
 MetricFn = Callable[["Prediction", np.ndarray, np.ndarray, int, "TaskSpec"], np.ndarray]
+Pooling = Callable[[np.ndarray], float]
 
 #: where a metric is shown: report tables order their columns by group, LaTeX panels
 #: group them, cross-task ranks use the headline metrics of "accuracy" and "physics"
@@ -37,7 +42,7 @@ GROUPS: tuple[str, ...] = ("accuracy", "physics", "uncertainty", "task", "rollou
 #: what a metric may require; `Metric.unmet` names the first requirement not met
 REQUIREMENTS: dict[str, str] = {
     "variance": "a predictive variance (probabilistic methods)",
-    "conservation": "the task's conservation functional (TaskSpec.conservation)",
+    "samples": "draws from the predictive distribution (Prediction.samples)",
     "time_dependent": "a time-dependent task",
 }
 
@@ -78,6 +83,8 @@ class Metric:
     * ``group``: one of `GROUPS`. ``per_k``: one value per factor k (False: per cell,
       e.g. training time). ``leaderboard``: a column of the default leaderboard (the
       value is recorded either way). ``headline``: in compact tables (ablations, ranks).
+    * ``pooled``: reduces the per-sample statistics of ``fn`` to the value (see the
+      module docstring); ``None``: the value is the mean of ``fn``'s per-sample values.
     * ``unit``: shown in headers; ``"count"`` formats as 12.3k. ``ratio_scale``: False
       where a relative change means nothing (a log-likelihood).
     """
@@ -94,6 +101,7 @@ class Metric:
     headline: bool = False
     unit: str = ""
     ratio_scale: bool = True
+    pooled: Pooling | None = None
 
     def __post_init__(self) -> None:
         if "@" in self.name or not self.name:
@@ -105,16 +113,21 @@ class Metric:
         if unknown:
             raise ValueError(f"metric {self.name}: unknown requirement(s) {unknown}; valid: {', '.join(REQUIREMENTS)}")
 
+    def unmet_by_task(self, spec: TaskSpec) -> str | None:
+        """Why the task itself can never have this metric (whatever the method), or None:
+        such metrics are left out of a task's results, not recorded ``n/a``."""
+        if "time_dependent" in self.requires and not spec.time_dependent:
+            return f"task {spec.name} is not time-dependent"
+        return None
+
     def unmet(self, spec: TaskSpec, prediction: Prediction | None = None, probabilistic: bool = False) -> str | None:
         """Why this metric cannot be computed here (a row's ``n/a`` reason), or None."""
         for req in self.requires:
             if req == "variance" and (not probabilistic or prediction is None or prediction.var is None):
                 return "deterministic method (no predictive variance)"
-            if req == "conservation" and spec.conservation is None:
-                return f"task {spec.name} defines no conservation functional"
-            if req == "time_dependent" and not spec.time_dependent:
-                return f"task {spec.name} is not time-dependent"
-        return None
+            if req == "samples" and (not probabilistic or prediction is None or prediction.samples is None):
+                return "no predictive samples (a Gaussian summary only, or a deterministic method)"
+        return self.unmet_by_task(spec)
 
     def score(self, value: float) -> float:
         """``value`` mapped so that lower is better (for ranks and comparisons)."""

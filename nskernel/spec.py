@@ -2,7 +2,7 @@
 
 A method is built from a `TaskSpec` alone; it never sees a task's name or class. The
 spec therefore carries the shapes *and* the physics hooks (residual, divergence,
-conservation, coarse and fine solvers) that physics-aware methods and metrics need.
+coarse and fine solvers) that physics-aware methods and metrics need.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ class TaskSpec:
       field ``u`` given on the grid coarsened by ``k`` (``k = 1`` is the fine grid), with
       the fine ``inputs`` supplying coefficients/forcing. Differentiable in ``u``.
     * ``divergence(u, k) -> Tensor``: discrete divergence of a velocity output (flows).
-    * ``conservation(pred, target, inputs, k) -> ndarray (N,)``: the normalised
-      conservation error per sample (see ``docs/metrics.md``).
     * ``coarse_solvers``: the classical coarse-grid solvers by family (``"fv"``,
       ``"spectral"``), each a `CoarseSolver`; the methods ``coarse_fv`` and
       ``coarse_spectral`` look their family up here and record ``n/a`` if absent.
@@ -78,7 +76,6 @@ class TaskSpec:
     #: ill-conditioned or far costlier than the network (turbulence: see its docstring)
     physics_k: int = 1
     divergence: Callable[..., Any] | None = None
-    conservation: Callable[..., np.ndarray] | None = None
     coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)
     fine_solve: Callable[[np.ndarray], np.ndarray] | None = None
     fine_solver_name: str = ""
@@ -86,6 +83,11 @@ class TaskSpec:
     #: own hooks and metrics (a method must not depend on it)
     physics: Any = None
     rollout_horizons: tuple[int, ...] = ()
+    #: spatial axes of an output field (-2: rows, -1: columns) along which the flow's
+    #: statistics are homogeneous; the climatological mean of a time-dependent task (the
+    #: reference of the fluctuation error ``fluct_rel_l2``) is the mean of the test
+    #: targets over samples and these axes: a profile for a layer or a forced flow
+    climatology_axes: tuple[int, ...] = ()
     #: the symmetry group the problem is equivariant under (for equivariant methods):
     #: "p4m" (rotations by 90 degrees and reflections), "p4", "flip_x" (reflection
     #: x -> -x), or "none"

@@ -77,7 +77,7 @@ def test_coverage(gaussian):
 
 
 def test_registry_names_and_directions():
-    assert {"rel_l2", "conservation", "nll", "ece", "crps", "coverage_90"} <= set(METRICS)
+    assert {"rel_l2", "fluct_rel_l2", "nll", "ece", "crps", "coverage_90"} <= set(METRICS)
     assert metric_info("speedup").direction == "higher" and metric_info("rel_l2").direction == "lower"
     assert metric_info("rollout_rel_l2@4") is METRICS["rollout_rel_l2"]
     assert metric_info("coverage_90").score(0.85) == pytest.approx(0.05)  # closest to 0.9 is best

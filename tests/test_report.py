@@ -93,30 +93,30 @@ NS_K4 = (0.010, 0.014)
 def make_run(root: Path) -> Path:
     """2 tasks x 3 methods x 2 seeds.
 
-    darcy: fno seed 1 failed (partial), neuroscale is probabilistic, conservation recorded.
+    darcy: fno seed 1 failed (partial), neuroscale is probabilistic, max_principle (a physics law) recorded.
     burgers: coarse_fv does not apply (n/a cell), fno diverged on both seeds, neuroscale
-    cannot produce the unseen k=16 (metric-level n/a), conservation n/a for all methods.
+    cannot produce the unseen k=16 (metric-level n/a), max_principle n/a for all methods.
     """
     r = Rows()
     prob = {"nll": -1.5, "ece": 0.04, "crps": 0.006, "coverage_90": 0.87}
     for seed in (0, 1):
         # darcy: lowest rel_l2 is neuroscale (k=4), highest speedup is fno.
         r.cell("darcy", "coarse_fv", seed, {4: 0.050 + 0.002 * seed, 8: 0.080, 16: 0.12}, 50.0, 0.0, 0,
-               extra={"conservation": (1e-10, 4)})
+               extra={"max_principle": (1e-10, 4)})
         if seed == 0:
             r.cell("darcy", "fno", seed, {4: 0.020, 8: 0.030, 16: 0.090}, 200.0, 30.0, 123456,
-                   extra={"conservation": (0.003, 4)})
+                   extra={"max_principle": (0.003, 4)})
         else:
             r.not_ok("darcy", "fno", seed, "failed", FAIL_REASON)
         r.cell("darcy", "neuroscale:gamma=0", seed, {4: NS_K4[seed], 8: 0.025, 16: 0.07}, 20.0 + seed, 60.0,
-               2_000_000, prob=prob, extra={"conservation": (0.002, 4)})
+               2_000_000, prob=prob, extra={"max_principle": (0.002, 4)})
         # burgers
         r.not_ok("burgers", "coarse_fv", seed, "n/a", "task burgers has no coarse solver")
         r.not_ok("burgers", "fno", seed, "diverged", "loss became NaN at epoch 3")
         r.cell("burgers", "neuroscale:gamma=0", seed, {4: 0.03, 8: 0.05, 16: None}, 10.0, 40.0, 2_000_000,
                prob=prob, na_k=(16,), extra={
-                   "conservation": ("task burgers defines no conservation functional", 4),
-                   "spectrum_err": (0.1 + seed * 0.02, 4)})
+                   "max_principle": ("task burgers has no maximum principle", 4),
+                   "spectrum_err": (0.1 + seed * 0.02, 4), "fluct_rel_l2": (0.06, 4)})
     methods = ["coarse_fv", "fno", "neuroscale:gamma=0"]
     return r.write(root / "run_synth", methods, ["darcy", "burgers"])
 
@@ -203,10 +203,13 @@ def test_metric_level_na_and_omitted_columns(report):
     assert DET_REASON in md
     header_b, burgers = md_table(md, "burgers")
     assert burgers["neuroscale:gamma=0"][col(header_b, "rel_l2 k=16")] == "n/a"
-    assert not any(h.startswith("conservation") for h in header_b)
-    assert "Not shown (no method has a value): conservation." in md
-    assert "task burgers defines no conservation functional" in md
+    assert not any(h.startswith("max_principle") for h in header_b)
+    assert "Not shown (no method has a value): max_principle." in md
+    assert "task burgers has no maximum principle" in md
     assert burgers["neuroscale:gamma=0"][col(header_b, "spectrum_err (k=4)")] == "0.110 ± 0.014"
+    # a time-dependent task's fluctuation error leads its accuracy columns; darcy has none
+    assert header_b[0].startswith("fluct_rel_l2 k=4") and header_b[1].startswith("rel_l2 k=4")
+    assert header[0].startswith("rel_l2 k=4") and not any(h.startswith("fluct") for h in header)
 
 
 def test_bold_is_direction_aware(report):
@@ -215,7 +218,7 @@ def test_bold_is_direction_aware(report):
     header, darcy = md_table(md, "darcy")
     assert bold_methods(header, darcy, "rel_l2 k=4") == ["neuroscale:gamma=0"]  # lower is better
     assert bold_methods(header, darcy, "speedup") == ["fno"]  # higher is better
-    assert bold_methods(header, darcy, "conservation") == ["coarse_fv"]
+    assert bold_methods(header, darcy, "max_principle") == ["coarse_fv"]
     assert bold_methods(header, darcy, "train_s") == ["coarse_fv"]
     assert darcy["coarse_fv"][col(header, "n_params")] == "**0**"  # no "± 0" on a count
     assert bold_methods(header, darcy, "coverage_90") == []  # one probabilistic method: nothing to compare
@@ -458,7 +461,7 @@ from bench.report.bootstrap import bootstrap_ci, ci_for, rng_for  # noqa: E402
 from bench.report.dynamics import energy_spectrum  # noqa: E402
 from bench.report.panels import choose_snapshots, plot_panels  # noqa: E402
 from bench.report.ranks import average_ranks, rank_values  # noqa: E402
-from bench.report.reliability import reliability_curves  # noqa: E402
+from bench.report.reliability import reliability_curves, reliability_ks  # noqa: E402
 
 N_TEST = 12
 LEVELS = np.linspace(0.05, 0.95, 19)
@@ -510,7 +513,7 @@ def _record(run_dir: Path, task: str, method: str, seed: int, time_dependent: bo
         vals = _per_sample(rng, ERR[method] * K_FACTOR[k] * (1 + 0.05 * seed))
         rows.append(measurement("rel_l2", float(np.mean(vals)), k=k, unseen=unseen, n=N_TEST, samples=vals))
         cons = _per_sample(rng, 0.1 * ERR[method])
-        rows.append(measurement("conservation", float(np.mean(cons)), k=k, unseen=unseen, samples=cons))
+        rows.append(measurement("max_principle", float(np.mean(cons)), k=k, unseen=unseen, samples=cons))
         for name, level in (("nll", -2.0 + 10 * ERR[method]), ("ece", 0.02 + ERR[method])):
             if prob:
                 v = _per_sample(rng, level)
@@ -690,7 +693,7 @@ def test_ablation_lists_variants_and_differences(rich):
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines[1:]}
     assert list(rows) == ["neuroscale", "neuroscale:gamma=0", "neuroscale:heads=1"]  # full model first
     assert header[:3] == ["rel_l2 k=4 ↓", "rel_l2 k=8 ↓", "rel_l2 k=16 (unseen) ↓"]
-    assert [h.split(" ")[0] for h in header[3:]] == ["conservation", "nll", "ece", "speedup"]
+    assert [h.split(" ")[0] for h in header[3:]] == ["max_principle", "nll", "ece", "speedup"]
     d = var - full
     assert rows["neuroscale:gamma=0"][0].endswith(f"(Δ +{fmt_number(d)}, +{100 * d / full:.0f}%)")
     assert "Δ" not in " ".join(rows["neuroscale"])
@@ -774,6 +777,110 @@ def test_reliability_curves_average_seeds(rich):
     np.testing.assert_allclose(full.observed, np.clip(LEVELS + 0.075 * shape, 0, 1), atol=1e-12)
     assert curves[2].n_seeds == 1  # seed 1 failed: seed 0's curve only
     np.testing.assert_allclose(curves[2].observed, np.clip(LEVELS + 0.05 * shape, 0, 1), atol=1e-12)
+
+    # per k: the rich run recorded curves at k=4 and k=8 (seen factors); same seed average at k=8
+    assert reliability_ks(load_artifacts(run_dir), "darcy") == [4, 8]
+    at8 = reliability_curves(summary, load_artifacts(run_dir), "darcy", 8)
+    assert [c.k for c in at8] == [8, 8, 8]
+    np.testing.assert_allclose(at8[0].observed, full.observed, atol=1e-12)
+
+
+CONFORMAL = ("conformal:base=neuroscale", "conformal:base=fno_ensemble,mode=isotonic")
+
+
+def make_calibration_run(root: Path) -> Path:
+    """Task a: neuroscale and two conformal wrappers with curves at k=4 (training) and k=16
+    (unseen), fno deterministic; task b: neuroscale at k=4 only; task c: fno only."""
+    run_dir = root / "run_calib"
+    methods = ["neuroscale", *CONFORMAL, "fno"]
+    plan = {"a": (methods, (4, 16)), "b": (["neuroscale", "fno"], (4,)), "c": (["fno"], (4,))}
+    for task, (ms, ks) in plan.items():
+        for method in ms:
+            prob = method != "fno"
+            for seed in (0, 1):
+                rows = [measurement("rel_l2", 0.01 * k, k=k, unseen=k not in K_TRAIN, n=4) for k in ks]
+                # over-confident at the unseen factor, more so for the base than the wrappers
+                tilt = {4: 0.02, 16: 0.2 if method == "neuroscale" else 0.1}
+                observed = {str(k): list(np.clip(LEVELS + (tilt[k] + 0.01 * seed) * np.sin(2 * np.pi * LEVELS),
+                                                 0, 1)) for k in ks} if prob else {}
+                write_json_atomic(record_path(run_dir, task, method, seed), {
+                    "schema_version": SCHEMA_VERSION, "task": task, "method": method, "seed": seed,
+                    "size": "smoke", "status": "ok", "config_hash": "x", "error": None, "measurements": rows,
+                    "calibration": {"levels": LEVELS.tolist(), "observed": observed}, "probabilistic": prob,
+                })
+    write_results_csv(run_dir)
+    (run_dir / "run.json").write_text(json.dumps({
+        "name": "run_calib", "size": "smoke", "tasks": list(plan), "methods": methods, "seeds": [0, 1],
+        "k_train": K_TRAIN, "k_test": [4, 16]}))
+    return run_dir
+
+
+def test_reliability_diagrams_per_task_and_k(tmp_path):
+    from bench.report.figures import method_styles
+    from bench.report.reliability import plot_reliability, reliability_panels
+
+    run_dir = make_calibration_run(tmp_path)
+    summary, artifacts = Summary(load_run(run_dir)), load_artifacts(run_dir)
+    panels = reliability_panels(summary, artifacts)
+    # one panel per (task, k) with a curve; task c (deterministic only) has no row
+    assert [(p.task, p.k, p.unseen) for p in panels] == [("a", 4, False), ("a", 16, True), ("b", 4, False)]
+    a16 = panels[1]
+    assert [c.method for c in a16.curves] == ["neuroscale", *CONFORMAL]  # wrappers drawn, run order
+    assert all(c.n_seeds == 2 for c in a16.curves)
+    np.testing.assert_allclose(a16.curves[0].observed, np.clip(LEVELS + 0.205 * np.sin(2 * np.pi * LEVELS), 0, 1))
+    assert a16.missing == []
+
+    styles = method_styles(summary.methods)
+    fig = plot_reliability(summary, artifacts, styles)
+    titles = sorted(ax.get_title() for ax in fig.axes)
+    assert titles == ["a, k = 16 (unseen)", "a, k = 4", "b, k = 4"]  # (b, 16): not evaluated, no slot
+    ax16 = next(ax for ax in fig.axes if ax.get_title() == "a, k = 16 (unseen)")
+    lines = [ln for ln in ax16.get_lines() if ln.get_label() in summary.methods]
+    assert [ln.get_label() for ln in lines] == ["neuroscale", *CONFORMAL]
+    # distinguishable: every curve its own (colour, marker)
+    assert len({(tuple(ln.get_color()), ln.get_marker()) for ln in lines}) == 3
+    # the two wrappers' curves coincide here: staggered markers keep both visible
+    np.testing.assert_allclose(a16.curves[1].observed, a16.curves[2].observed)
+    assert [ln.get_markevery() for ln in lines] == [(0, 3), (1, 3), (2, 3)]
+    np.testing.assert_allclose(lines[1].get_ydata(), a16.curves[1].observed)
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["neuroscale", *CONFORMAL, "perfect calibration"]  # fno: deterministic, not listed
+    # the long wrapper names fit: the legend sits outside every panel, covering no data
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+
+
+def test_reliability_notes_k_without_curve(tmp_path):
+    """A task evaluated at k whose methods recorded no curve there: the slot says so."""
+    from bench.report.figures import method_styles
+    from bench.report.reliability import plot_reliability
+
+    run_dir = make_calibration_run(tmp_path)
+    rec_path = record_path(run_dir, "b", "neuroscale", 0)
+    rec = json.loads(rec_path.read_text())
+    rec["measurements"].append(measurement("rel_l2", 0.2, k=16, unseen=True, n=4))
+    write_json_atomic(rec_path, rec)
+    # a method with a curve at k=4 only, in a task whose other methods have k=16
+    rec_path = record_path(run_dir, "a", CONFORMAL[1], 1)
+    rec = json.loads(rec_path.read_text())
+    del rec["calibration"]["observed"]["16"]
+    write_json_atomic(rec_path, rec)
+    rec_path = record_path(run_dir, "a", CONFORMAL[1], 0)
+    rec = json.loads(rec_path.read_text())
+    del rec["calibration"]["observed"]["16"]
+    write_json_atomic(rec_path, rec)
+    write_results_csv(run_dir)
+    summary, artifacts = Summary(load_run(run_dir)), load_artifacts(run_dir)
+    fig = plot_reliability(summary, artifacts, method_styles(summary.methods))
+    by_title = {ax.get_title().split("\n")[0]: ax for ax in fig.axes}
+    assert set(by_title) == {"a, k = 4", "a, k = 16 (unseen)", "b, k = 4", "b, k = 16 (unseen)"}
+    assert "no calibration curve" in by_title["b, k = 16 (unseen)"].texts[0].get_text()
+    assert by_title["a, k = 16 (unseen)"].get_title().split("\n")[1:] == ["no curve:", CONFORMAL[1]]
 
 
 def test_panels_pick_best_methods_with_shared_scales(rich):
@@ -970,3 +1077,16 @@ def test_index_html_renders_in_headless_chromium(rich, tmp_path):
 
     img = imread(shot)
     assert img.shape[0] == 2400 and img[..., :3].std() > 0.05  # text and figures, not an empty page
+
+
+def test_calibration_across_scales_table_lists_probabilistic_methods_at_their_ks(report):
+    _, out = report
+    md = (out / "leaderboard.md").read_text()
+    section = md.split("## Calibration across scales\n", 1)[1].split("\n## ", 1)[0]
+    darcy = section.split("### darcy\n", 1)[1].split("\n### ", 1)[0]
+    lines = [ln for ln in darcy.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].split("|")[2:-1]]
+    assert header == ["coverage_90 k=4 →0.9", "ece k=4 ↓"]  # the fixture records them at k=4 only
+    methods = [ln.split("|")[1].strip() for ln in lines[1:]]
+    assert methods == ["neuroscale:gamma=0"]  # the deterministic rows have no coverage anywhere
+    assert "0.870" in lines[1]  # the fixture's coverage_90

@@ -32,7 +32,8 @@ SPEC = TASKS["darcy"].sized("smoke").spec()
 
 def task_unmet(metric: Metric) -> str | None:
     """What the task (not the method) lacks for ``metric``."""
-    return metric.unmet(SPEC, Prediction(mean=np.zeros(1), var=np.ones(1)), probabilistic=True)
+    full = Prediction(mean=np.zeros(1), var=np.ones(1), samples=np.zeros((2, 1)))
+    return metric.unmet(SPEC, full, probabilistic=True)
 
 
 def test_smoke_matrix_end_to_end(tmp_path, data_dir):
@@ -68,7 +69,7 @@ def test_same_seed_same_numbers(tmp_path, data_dir):
     a = run(cfg(tmp_path, data_dir, methods=methods, out=tmp_path / "a"), log=lambda s: None)
     b = run(cfg(tmp_path, data_dir, methods=methods, out=tmp_path / "b"), log=lambda s: None)
     assert a == b == {"ok": 2}
-    acc = ["rel_l2", "conservation"]
+    acc = ["rel_l2", "max_principle"]
     da, db = (read_results(tmp_path / d) for d in "ab")
     da, db = da[da.metric.isin(acc)], db[db.metric.isin(acc)]
     pd.testing.assert_frame_equal(da.reset_index(drop=True), db.reset_index(drop=True))
@@ -197,7 +198,7 @@ def test_process_pool_gives_the_same_numbers_as_inline(tmp_path, data_dir):
     counts = run(cfg(tmp_path, data_dir, methods="mean,coarse_fv", out=tmp_path / "pool", jobs=2, threads=1),
                  log=lambda s: None)
     assert counts == {"ok": 2}
-    acc = ["rel_l2", "conservation"]
+    acc = ["rel_l2", "max_principle"]
     a, b = (read_results(tmp_path / d) for d in ("inline", "pool"))
     a, b = (x[x.metric.isin(acc)].sort_values(["method", "k", "metric"]).reset_index(drop=True) for x in (a, b))
     pd.testing.assert_frame_equal(a, b)

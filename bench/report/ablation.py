@@ -2,7 +2,7 @@
 
 Ablation: the methods named ``neuroscale`` (the full model) and ``neuroscale:<params>``
 (variants with one component changed); rows = variants with the full model first,
-columns = rel_l2 at every k, conservation, nll, ece and speedup (at their smallest k),
+columns = the headline metrics (rel_l2 at every k, the task's physics law, nll, ece, speedup at their smallest k),
 each cell ``mean ± std [CI]`` and, for a variant, ``(Δ difference, relative change)``
 to the full model's mean.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from bench.metrics import CONVERGENCE_TOL, PRIMARY, SPEEDUP
+from bench.metrics import CONVERGENCE_TOL, FLUCTUATION, PRIMARY, SPEEDUP
 from bench.report.aggregate import OK, Summary
 from bench.report.fmt import arrow, cell_text, describe_budget, plain, seed_list
 from bench.report.grid import Grid, Section, cell_plain, column_plain
@@ -140,11 +140,13 @@ def _status_text(summary: Summary, task: str, row: Row) -> str:
 
 
 def summary_text(summary: Summary) -> str:
-    """Per task: method, status, rel_l2 at every k, speedup (means only)."""
+    """Per task: method, status, the fluctuation error (time-dependent tasks) and rel_l2
+    at every k, speedup (means only)."""
     blocks = []
     for task in summary.tasks:
         ks = summary.ks(task, PRIMARY) or summary.run.k_test
-        cols = [Column(PRIMARY, k, summary.is_unseen(task, k), per_k=True) for k in ks]
+        lead = [FLUCTUATION, PRIMARY] if summary.has_finite(task, FLUCTUATION) else [PRIMARY]
+        cols = [Column(m, k, summary.is_unseen(task, k), per_k=True) for m in lead for k in ks]
         if summary.has_finite(task, SPEEDUP):
             k = summary.smallest_k(task, SPEEDUP)
             cols.append(Column(SPEEDUP, k, summary.is_unseen(task, k)))

@@ -2,8 +2,8 @@
 
 Within a task, methods are ranked on each leaderboard column of the chosen metrics
 (default: the headline metrics of the accuracy and physics groups, e.g. ``rel_l2`` at
-every k and ``conservation``), direction-aware (the metric's ``direction``): 1 is
-best, ties share their average rank. A failed, diverged, timed-out or NaN entry ranks
+every k and the task's headline law such as ``max_principle``), direction-aware (the
+metric's ``direction``): 1 is best, ties share their average rank. A failed, diverged, timed-out or NaN entry ranks
 after every value (tied for last): a method must not gain from breaking. An ``n/a`` or
 not-run entry is left out of that column. A task's rank of a method is its mean rank
 over the columns it took part in; ``overall`` is the mean over tasks.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.catalog import metric_info
-from bench.metrics import CONVERGENCE_TOL, PRIMARY
+from bench.metrics import CONVERGENCE_TOL, FLUCTUATION, PRIMARY
 from bench.report.aggregate import NA, OK, Entry, Summary, split_states
 from bench.report.fmt import short_reason
 from nskernel.metric import GROUPS, lower_is_better
@@ -110,11 +110,14 @@ def default_columns(summary: Summary, task: str) -> tuple[list[Column], list[str
     at every k, then physics, uncertainty, task, rollout and cost metrics at their
     smallest k; metrics declared ``leaderboard=False`` are left out (they stay in
     aggregate.csv). A metric is shown when some method has a finite value; the others
-    are returned as ``omitted``. The primary accuracy metric is always shown."""
+    are returned as ``omitted``. The primary accuracy metric is always shown; the
+    fluctuation error, where a time-dependent task records it, leads the columns."""
     recorded = list(dict.fromkeys([PRIMARY, *summary.metrics(task)]))
     position = {m: i for i, m in enumerate(recorded)}
+    lead = [FLUCTUATION, PRIMARY] if summary.has_finite(task, FLUCTUATION) else [PRIMARY]
     shown = sorted((m for m in recorded if metric_info(m).leaderboard),
-                   key=lambda m: (GROUPS.index(metric_info(m).group), m != PRIMARY, position[m]))
+                   key=lambda m: (GROUPS.index(metric_info(m).group), lead.index(m) if m in lead else len(lead),
+                                  position[m]))
     cols, omitted = [], []
     for metric in shown:
         if metric_info(metric).group == "accuracy":

@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from bench.report.ablation import ablation_grid, unseen_grid
 from bench.report.aggregate import Summary
 from bench.report.artifacts import Artifacts, TaskInfo, load_artifacts, task_info
+from bench.report.calibration import INTRO as CALIBRATION_INTRO
+from bench.report.calibration import calibration_grid
 from bench.report.curves import plot_learning_curves
 from bench.report.dynamics import plot_rollout_growth, plot_spectra
 from bench.report.figures import RC, method_styles, plot_accuracy_vs_speedup, plot_error_vs_k, save_figure
@@ -51,6 +53,7 @@ class Derived:
     ranks: Grid | None = None
     ablation: list[Grid] = field(default_factory=list)
     unseen: Grid | None = None
+    calibration: list[Grid] = field(default_factory=list)
     ci: list[Grid] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -72,6 +75,8 @@ def derived_tables(summary: Summary, boards: Sequence[Leaderboard]) -> Derived:
     d.ablation = _guard("ablation table", d.problems,
                         lambda: [g for t in summary.tasks if (g := ablation_grid(summary, t))], [])
     d.unseen = _guard("unseen-k table", d.problems, lambda: unseen_grid(summary), None)
+    d.calibration = _guard("calibration table", d.problems,
+                           lambda: [g for t in summary.tasks if (g := calibration_grid(summary, t))], [])
     d.ci = _guard("bootstrap CI tables", d.problems, lambda: [g for b in boards if (g := ci_grid(b))], [])
     return d
 
@@ -84,6 +89,8 @@ def sections(d: Derived) -> list[Section]:
         Section("ablation", "NeuroScale ablation", ABLATION_INTRO, d.ablation, "No NeuroScale variant in this run."),
         Section("unseen", "Unseen-k generalisation", UNSEEN_INTRO, [d.unseen] if d.unseen else [],
                 "No factor is marked unseen in this run.", grid_titles=False),
+        Section("calibration", "Calibration across scales", CALIBRATION_INTRO, d.calibration,
+                "No probabilistic method in this run."),
     ]
 
 
@@ -114,8 +121,10 @@ def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInf
                   "(dashed) against optimisation steps, seed 0, each network of an ensemble separately.",
                   lambda: plot_learning_curves(summary, artifacts, styles)),
         FigureJob("reliability", "Calibration reliability diagrams",
-                  "Observed frequency of y <= F^-1(p) vs quantile level p for the probabilistic methods at the "
-                  "smallest k (mean over seeds); the diagonal is perfect calibration.",
+                  "Observed frequency of y <= F^-1(p) vs quantile level p for the probabilistic methods "
+                  "(calibration wrappers included), one panel per task (rows) and k (columns), mean over seeds; "
+                  "per k because calibration fitted at the training factors may not transfer to an unseen one "
+                  "(marked in the panel title). The diagonal is perfect calibration.",
                   lambda: plot_reliability(summary, artifacts, styles)),
     ]
     for task in summary.tasks:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from methods.ensemble import Moments
 from methods.fno_family.base import FourierOperator
 from methods.neural import NeuralMethod, rel_l2_loss
 from nskernel import Budget, Context, Dataset, TaskSpec
@@ -186,15 +187,15 @@ class EquiNO(FourierOperator):
         return {"data": data / len(ys)}
 
     def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
-        return {k: m for k, (m, _) in self.predict_normalised(x, ks).items()}
+        return {k: p.mean for k, p in self.predict_normalised(x, ks).items()}
 
-    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, None]]:
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, Moments]:
         out = self.model(x)
         raw = x * self._x_std + self._x_mean
         preds = {}
         for k in ks:
             level = k * (self._spec.fine_shape[0] // x.shape[-2])  # coarse input: rollout step
-            preds[k] = self.expand(self.decode(restrict(out, k)), raw, level), None
+            preds[k] = Moments(self.expand(self.decode(restrict(out, k)), raw, level))
         return preds
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

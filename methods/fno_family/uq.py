@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.dropout import use_fast_dropout
-from methods.ensemble import mixture_moments
+from methods.ensemble import Moments, mixture_moments
 from methods.fno_family.base import FourierOperator
 from nskernel import Budget, Context, Dataset, TaskSpec, TimingHints
 from nskernel.grid import restrict
@@ -77,13 +77,15 @@ class FNOEnsemble(FourierOperator):
         out = self.model(x)
         return {k: self.decode(self._heads(out, k)[0]) for k in ks}
 
-    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """The members' Gaussian mixture (mean, total variance) in physical units."""
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, Moments]:
+        """The members' Gaussian mixture (mean, total variance, components) in physical units."""
         heads = [{k: self._heads(out, k) for k in ks} for out in (net(x) for net in self.networks)]
         preds = {}
         for k in ks:
-            mean, var = mixture_moments(torch.stack([h[k][0] for h in heads]), torch.stack([h[k][1] for h in heads]))
-            preds[k] = self.decode(mean), var * self._y_std**2
+            means, variances = torch.stack([h[k][0] for h in heads]), torch.stack([h[k][1] for h in heads])
+            mean, var = mixture_moments(means, variances)
+            scale = self._y_std**2
+            preds[k] = Moments(self.decode(mean), var * scale, (self.decode(means), variances * scale))
         return preds
 
     def estimate_s(self, budget: Budget) -> float:
@@ -124,7 +126,7 @@ class FNOMCDropout(FourierOperator):
         gap = []
         with torch.no_grad():
             x = self.encode(self._tensor(train_data.inputs[:n]))
-            for k, (mean, var) in self._mc(x, tuple(train_data.targets)).items():
+            for k, (mean, var, _) in self._mc(x, tuple(train_data.targets)).items():
                 yn = (self._tensor(train_data.targets[k][:n]) - self._y_mean) / self._y_std
                 gap.append(((yn - mean) ** 2 - var).mean(dim=(0, 2, 3)))
         self._noise = torch.stack(gap).mean(0).clamp_min(VAR_FLOOR).view(1, -1, 1, 1)
@@ -136,9 +138,9 @@ class FNOMCDropout(FourierOperator):
     def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
         self._noise = tensors["noise"]
 
-    def _mc(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """MC mean and variance (normalised units) at every k in ``ks`` over
-        ``n_samples`` dropout passes; each pass serves every k."""
+    def _mc(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """MC mean, variance and the passes themselves (normalised units) at every k in
+        ``ks`` over ``n_samples`` dropout passes; each pass serves every k."""
         drops = [m for m in self.model.modules() if isinstance(m, torch.nn.Dropout)]
         with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
             torch.manual_seed(self._ctx.seed * 7919)  # the same masks on every call
@@ -152,18 +154,21 @@ class FNOMCDropout(FourierOperator):
         out = {}
         for k in ks:
             samples = torch.stack([restrict(u, k) for u in passes])
-            out[k] = samples.mean(dim=0), samples.var(dim=0)
+            out[k] = samples.mean(dim=0), samples.var(dim=0), samples
         return out
 
-    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, Moments]:
+        """The MC mean and variance plus the noise; components: each pass with the noise."""
+        scale = self._y_std**2
         if self.in_rollout:
             # A rollout is scored on its mean only: the dropout-off network (the standard
             # weight-scaling estimate of the MC mean) costs 1/n_samples of the MC passes.
             out = self.model(x)
             means = {k: restrict(out, k) for k in ks}
-            return {k: (self.decode(m), self._noise.expand_as(m) * self._y_std**2) for k, m in means.items()}
-        return {k: (self.decode(mean), (var + self._noise) * self._y_std**2)
-                for k, (mean, var) in self._mc(x, ks).items()}
+            return {k: Moments(self.decode(m), self._noise.expand_as(m) * scale) for k, m in means.items()}
+        return {k: Moments(self.decode(mean), (var + self._noise) * scale,
+                           (self.decode(passes), (self._noise * scale).expand_as(passes)))
+                for k, (mean, var, passes) in self._mc(x, ks).items()}
 
 
 __all__ = ["FNOEnsemble", "FNOMCDropout"]

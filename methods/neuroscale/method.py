@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.ensemble import member_seed, mixture_moments
+from methods.ensemble import Moments, member_seed, mixture_moments
 from methods.neural import NeuralMethod
 from methods.neuroscale.losses import PhysicsLoss, gaussian_nll, mse
 from methods.neuroscale.model import NeuroScaleNet
@@ -132,11 +132,9 @@ class NeuroScale(NeuralMethod):
         u, _ = self.model(x)  # the member being trained, dropout off: its mean field
         return {k: self.decode(restrict(u, k)) for k in ks}
 
-    def predict_normalised(
-        self, x: torch.Tensor, ks: tuple[int, ...]
-    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
-        """Mixture over members x MC-dropout masks, in physical units; each network pass
-        serves every k (the masks do not depend on k)."""
+    def predict_normalised(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, Moments]:
+        """Mixture over members x MC-dropout masks, in physical units, with its components
+        when probabilistic; each network pass serves every k (the masks do not depend on k)."""
         mc = self.probabilistic and self.dropout > 0 and not self.in_rollout
         draws = self.mc_samples if mc else 1
         means: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
@@ -149,10 +147,19 @@ class NeuroScale(NeuralMethod):
                     means[k].append(mu)
                     if logvar is not None:
                         variances[k].append(torch.exp(logvar))
-        out: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        out: dict[int, Moments] = {}
         for k in ks:
-            mean, var = mixture_moments(torch.stack(means[k]), torch.stack(variances[k]) if variances[k] else None)
-            out[k] = (self.decode(mean), var * self._y_std**2 if self.probabilistic else None)
+            comp_means = torch.stack(means[k])
+            comp_vars = torch.stack(variances[k]) if variances[k] else None
+            mean, var = mixture_moments(comp_means, comp_vars)
+            if not self.probabilistic:
+                out[k] = Moments(self.decode(mean))
+                continue
+            scale = self._y_std**2
+            # a single component without a variance is a point prediction: no draws
+            comps = None if len(comp_means) < 2 and comp_vars is None else (
+                self.decode(comp_means), None if comp_vars is None else comp_vars * scale)
+            out[k] = Moments(self.decode(mean), var * scale, comps)
         return out
 
     # -- contract --------------------------------------------------------------------
