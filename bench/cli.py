@@ -40,6 +40,7 @@ def _budget_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench.config import BUDGETS
+    from bench.tracking import TRACKERS
 
     p = argparse.ArgumentParser(prog="python -m bench", description="NeuroScale Bench: multiscale "
                                 "neural-operator benchmark (task x method matrix).", epilog=EPILOG)
@@ -86,13 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--log", default="none", choices=list(TRACKERS),
+                   help="log each cell's learning curve and final scores to TensorBoard (<out>/tensorboard/) or to "
+                        "Weights & Biases in offline mode (<out>/wandb/); default none (docs/experiments.md)")
+    r.add_argument("--config", type=Path, metavar="FILE",
+                   help="experiment file (TOML) setting any of these options, keys with underscores (k_train = "
+                        "[4, 8]); options given here override it. Every run writes its resolved options to "
+                        "<out>/experiment.toml (docs/experiments.md)")
 
     sub.add_parser("list", help="list tasks, methods (with parameters), variants and metrics")
 
-    d = sub.add_parser("data", help="generate (or verify) the cached datasets only")
+    d = sub.add_parser("data", help="generate (or verify) the cached datasets only; --export writes them out")
     d.add_argument("--tasks", default="all")
     d.add_argument("--size", default="small", choices=list(BUDGETS))
     d.add_argument("--data-dir", type=Path)
+    d.add_argument("--export", type=Path, metavar="DIR",
+                   help="also write each task's dataset as a self-contained HDF5 file (with its split indices) "
+                        "into DIR, beside a copy of docs/data-format.md")
 
     rep = sub.add_parser("report", help="write leaderboards and figures for a run directory")
     rep.add_argument("run_dir", type=Path)
@@ -186,19 +197,39 @@ def _check_run_args(a: argparse.Namespace) -> None:
         import_ray()  # not installed: a clear error now, not after planning
 
 
+def run_parser() -> argparse.ArgumentParser:
+    """A fresh parser of the ``run`` subcommand: the source of the experiment-file keys."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["run"]
+
+
+def _apply_config(a: argparse.Namespace) -> None:
+    """``--config FILE``: its values replace the defaults, not the options given explicitly."""
+    from bench.experiment import explicit_keys, merge, options, read_experiment
+
+    from_file = read_experiment(a.config, options(run_parser()))
+    argv = getattr(a, "argv", None)
+    merge(a, from_file, explicit_keys(run_parser(), argv[1:]) if argv is not None else set())
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    if a.config is not None:
+        _apply_config(a)
     _check_run_args(a)
     from bench.data import default_data_dir
+    from bench.experiment import options, resolved
     from bench.runner import RunConfig, run
 
+    threads = a.threads or max(1, _default_threads() // max(a.jobs, 1))
+    out, data_dir = a.out or Path("results") / a.size, a.data_dir or default_data_dir()
     cfg = RunConfig(tasks=a.tasks, methods=a.methods, size=a.size, seeds=a.seeds, k_train=a.k_train,
                     k_test=a.k_test, device=a.device, dtype=a.dtype,
-                    threads=a.threads or max(1, _default_threads() // max(a.jobs, 1)), jobs=a.jobs,
-                    out=a.out or Path("results") / a.size, data_dir=a.data_dir or default_data_dir(),
+                    threads=threads, jobs=a.jobs, out=out, data_dir=data_dir,
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
                     epochs=a.epochs, max_train_s=a.max_train_s, flops=a.flops, batch_size=a.batch_size,
                     checkpoint_every_s=a.checkpoint_every,
-                    progress=not a.quiet, executor=a.executor, address=a.address)
+                    progress=not a.quiet, executor=a.executor, address=a.address, log=a.log,
+                    experiment=resolved(a, options(run_parser()), threads=threads, out=out, data_dir=data_dir))
     counts = run(cfg)
     if not a.no_report:
         from bench.report import summary_table, write_report
@@ -212,11 +243,13 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_list(a: argparse.Namespace) -> int:
     from bench.catalog import metric_catalog
+    from bench.names import task_classes
     from methods import METHODS, VARIANTS
-    from tasks import TASK_VARIANTS, TASKS
+    from tasks import TASK_VARIANTS
 
+    tasks = task_classes()  # built-in and published (entry-point) tasks
     print("tasks:")
-    for name, cls in TASKS.items():
+    for name, cls in tasks.items():
         print(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
     for v in TASK_VARIANTS:
         print(f"  {v}")
@@ -227,7 +260,7 @@ def cmd_list(a: argparse.Namespace) -> int:
         print(f"  {name:<16} {cls.summary}\n  {'':<16} [{params}]")
     if VARIANTS:
         print("registered variants:\n  " + "\n  ".join(VARIANTS))
-    owners = {m.name: cls.name for cls in TASKS.values() for m in cls.metrics}
+    owners = {m.name: cls.name for cls in tasks.values() for m in cls.metrics}
     print("metrics (direction; task metrics name their task):")
     for name, m in metric_catalog().items():
         where = f" [{owners[name]}]" if name in owners else ""
@@ -239,10 +272,32 @@ def cmd_data(a: argparse.Namespace) -> int:
     from bench.data import default_data_dir, load_or_generate
     from bench.names import build_task, resolve_tasks
 
-    for t in resolve_tasks(a.tasks):
-        _, task = build_task(t, a.size)
+    tasks = [(t, build_task(t, a.size)[1]) for t in resolve_tasks(a.tasks)]  # every name checked first
+    if a.export is not None:
+        if a.export.exists() and not a.export.is_dir():
+            raise UsageError(f"--export {a.export} exists and is not a directory")
+        return _export_data(a, tasks)
+    for t, task in tasks:
         ds, digest, path = load_or_generate(task, a.data_dir or default_data_dir(), progress=True)
         print(f"{t}: {len(ds)} samples, sha256 {digest[:12]}, {path}")
+    return 0
+
+
+def _export_data(a: argparse.Namespace, tasks: list[tuple[str, object]]) -> int:
+    import h5py
+
+    from bench.data import copy_format_doc, default_data_dir, export_dataset
+
+    for i, (t, task) in enumerate(tasks, 1):
+        print(f"[{i}/{len(tasks)}] {t} ({a.size}): exporting ...", flush=True)
+        out = export_dataset(task, a.data_dir or default_data_dir(), a.export, task_label=t, size=a.size,
+                             progress=True)
+        with h5py.File(out, "r") as f:
+            n, digest = f["inputs"].shape[0], str(f.attrs["checksum"])
+        print(f"[{i}/{len(tasks)}] {t}: {n} samples, sha256 {digest[:12]}, {out} "
+              f"({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
+    doc = copy_format_doc(a.export)
+    print(f"format: {doc}" if doc else "format: docs/data-format.md is not installed here; see the repository")
     return 0
 
 
@@ -259,6 +314,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `run --config`: what the command line gave
     handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report,
                "compare": cmd_compare, "predict": cmd_predict}[args.command]
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.catalog import metric_info
+from bench.catalog import include_tasks, metric_info
 from bench.records import read_results
 from nskernel import Tolerance
 from nskernel.errors import UsageError
@@ -89,9 +89,11 @@ def parse_tolerances(items: list[str], file: Path | None = None) -> Tolerances:
 
 def _load(path: Path) -> pd.DataFrame:
     try:
-        return read_results(path)
+        df = read_results(path)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
+    include_tasks(df["task"].unique())  # an external module:Class task's own metrics
+    return df
 
 
 def _summarise(df: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -107,3 +108,115 @@ def load_or_generate(task: Any, data_dir: Path, progress: bool = False) -> tuple
     ds = task.generate(task.n_train + task.n_test + task.n_val, seed=0, progress=progress)
     digest = save(ds, path, config)
     return ds, digest, path
+
+
+# --------------------------------------------------------------------------- splits, lazy access, export
+#: the harness's splits, in the order a user names them (the file holds train, test, validation)
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: the page that documents every key and attribute; `export_dataset` copies it beside the files
+FORMAT_DOC = Path(__file__).resolve().parents[1] / "docs" / "data-format.md"
+
+
+def cache_path(task: Any, data_dir: Path) -> Path:
+    """Where `load_or_generate` keeps ``task``'s dataset: ``<data_dir>/<task>-<config hash>.h5``."""
+    return Path(data_dir) / f"{task.name}-{config_hash(task_config(task))}.h5"
+
+
+def split_ranges(task: Any) -> dict[str, range]:
+    """Sample indices of each split, exactly as the harness splits (`bench.cell.train_test`):
+    train the first ``n_train`` samples, test the ``n_test`` after them, validation the last
+    ``n_val``."""
+    a, b = task.n_train, task.n_train + task.n_test
+    return {"train": range(0, a), "validation": range(b, b + task.n_val), "test": range(a, b)}
+
+
+def _array_names(f: h5py.File) -> list[str]:
+    """The file's arrays in the order `checksum` hashes them (factors sorted as integers)."""
+    names = ["inputs"] + (["fine"] if "fine" in f else [])
+    for group in ("targets", "rollouts"):
+        if group in f:
+            names += [f"{group}/k{k}" for k in sorted(int(n[1:]) for n in f[group])]
+    return names
+
+
+def file_checksum(path: Path, chunk_bytes: int = 64 << 20) -> tuple[str, str]:
+    """``(stored, computed)`` SHA-256 of a cache or export file, read a chunk of samples at a
+    time (the same digest as `checksum` of the loaded dataset, without holding it in memory)."""
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        for name in _array_names(f):
+            d = f[name]
+            h.update(name.encode())
+            step = max(1, chunk_bytes // max(1, d.dtype.itemsize * int(np.prod(d.shape[1:], dtype=np.int64))))
+            for s in range(0, d.shape[0], step):
+                h.update(np.ascontiguousarray(d[s : s + step]).tobytes())
+        stored = str(f.attrs["checksum"])
+    return stored, h.hexdigest()
+
+
+def ensure_cached(task: Any, data_dir: Path, verify: bool = True, progress: bool = False) -> Path:
+    """The path of ``task``'s cache file, generated (`load_or_generate`) if missing; with
+    ``verify`` its checksum is checked by streaming, and a file that fails is regenerated."""
+    path = cache_path(task, data_dir)
+    if path.exists():
+        if not verify:
+            return path
+        try:
+            stored, computed = file_checksum(path)
+            if stored == computed:
+                return path
+        except Exception:  # noqa: BLE001 -- unreadable: load_or_generate says so and regenerates
+            pass
+    return load_or_generate(task, data_dir, progress=progress)[2]
+
+
+def export_name(task_label: str, size: str) -> str:
+    """File name of an export: ``darcy-smoke.h5``; a variant's ``:`` becomes ``_``
+    (``turbulence_re=1e4-small.h5``)."""
+    safe = "".join(c if c.isalnum() or c in "=.,_-" else "_" for c in task_label)
+    return f"{safe}-{size}.h5"
+
+
+def export_dataset(task: Any, data_dir: Path, out_dir: Path, task_label: str | None = None, size: str = "",
+                   progress: bool = False) -> Path:
+    """Write ``task``'s dataset as one self-contained HDF5 file in ``out_dir`` and return its
+    path: the verified cache file (same arrays, ``config``/``meta``/``checksum``) plus the
+    split indices (``splits/<split>``) and descriptive attributes, all plain HDF5
+    (docs/data-format.md). Written to a temporary name and renamed."""
+    src = ensure_cached(task, data_dir, verify=True, progress=progress)
+    label = task_label or task.name
+    out = Path(out_dir) / export_name(label, size or "custom")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    spec = task.spec()
+    try:
+        with h5py.File(tmp, "a") as f:
+            for split, r in split_ranges(task).items():
+                f.create_dataset(f"splits/{split}", data=np.arange(r.start, r.stop, dtype=np.int64))
+            ks = sorted(int(n[1:]) for n in f["targets"])
+            f.attrs["task"] = label
+            f.attrs["size"] = size
+            f.attrs["n_train"], f.attrs["n_test"], f.attrs["n_val"] = task.n_train, task.n_test, task.n_val
+            f.attrs["in_channels"] = ",".join(spec.in_names)
+            f.attrs["out_channels"] = ",".join(spec.out_names)
+            f.attrs["k_values"] = np.asarray(ks, dtype=np.int64)
+            f.attrs["rollout_horizons"] = np.asarray(spec.rollout_horizons if "rollouts" in f else (), dtype=np.int64)
+            f.attrs["time_dependent"] = int(spec.time_dependent)
+            f.attrs["domain"] = np.asarray(spec.domain, dtype=np.float64)
+            f.attrs["boundary"] = spec.boundary
+            f.attrs["source_cache"] = src.name
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def copy_format_doc(out_dir: Path) -> Path | None:
+    """Copy docs/data-format.md into ``out_dir`` (None where the docs are not installed)."""
+    if not FORMAT_DOC.exists():
+        return None
+    dest = Path(out_dir) / "data-format.md"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FORMAT_DOC, dest)
+    return dest

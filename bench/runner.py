@@ -5,6 +5,10 @@ Resuming is the default: a cell whose record exists is not run again unless
 under a different configuration (e.g. other ``k_train``) is a clear error rather than a
 silent mix of incompatible numbers. A run holds the run directory's lock (`bench.lock`)
 from planning to the end, so two runs never write into one directory at once.
+
+The run directory also gets the resolved options of the command that ran
+(``experiment.toml``, `bench.experiment`), and, with ``--log``, each computed cell's
+learning curve and scores are logged as its record arrives (`bench.tracking`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,13 @@ from bench.cell import CellConfig
 from bench.config import BUDGETS, CELL_TIMEOUT_S, TASK_BUDGETS
 from bench.data import load_or_generate
 from bench.executors import Executor, open_executor
+from bench.experiment import FILENAME as EXPERIMENT_FILE
+from bench.experiment import write_experiment
 from bench.lock import RunLock
 from bench.names import build_method, build_task, parse_spec, resolve_methods, resolve_tasks
 from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
+from bench.tracking import check_tracking, open_tracker
 from nskernel import Budget, Device, Factors, lookup
 from nskernel.errors import UsageError
 
@@ -63,6 +70,11 @@ class RunConfig:
     jobs: int = 1
     executor: str = "local"  # "local" (inline / process pool) or "ray"
     address: str | None = None  # Ray cluster address; None: $RAY_ADDRESS or a local instance
+    #: experiment tracking of each computed cell: "none", "tensorboard" or "wandb" (bench.tracking)
+    log: str = "none"
+    #: the resolved `bench run` options, written to <out>/experiment.toml (bench.experiment);
+    #: None (a run started from Python): no experiment file
+    experiment: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     command: str = field(default_factory=lambda: shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
 
 
@@ -188,6 +200,7 @@ def remove_debris(run_dir: Path) -> None:
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, int]:
     """Run the matrix; returns the count of cells per status (all cells of the plan)."""
     plan(cfg)  # validate everything before anything is started or written
+    check_tracking(cfg.log)  # an unknown tracker or a missing library: exit 2, nothing written
     out = Path(cfg.out)
     with open_executor(cfg.executor, cfg.jobs, cfg.address, cfg.threads, cfg.device) as execute, RunLock(out):
         return _run_locked(cfg, out, execute, log)
@@ -205,6 +218,9 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
         executor=cfg.executor, provenance=_driver_provenance(cfg),
         started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    if cfg.experiment is not None:  # the options of this invocation, resolved; run.json names the file
+        write_experiment(out, cfg.experiment, cfg.command)
+        meta["experiment"] = EXPERIMENT_FILE
     write_json_atomic(meta_path, meta)
     done = len(p.cells) - len(p.todo)
     jobs = f" on {cfg.jobs} workers" if cfg.jobs > 1 else ""
@@ -213,13 +229,15 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
     t0 = time.monotonic()
     prepare_data(p.todo, cfg, log)
     bar = tqdm(total=len(p.todo), desc="cells", unit="cell", disable=not cfg.progress)
-    for cell, rec in execute(p.todo):
-        bar.update()
-        bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
-        if rec["status"] not in ("ok", "n/a"):
-            log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}: "
-                f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}")
-        write_results_csv(out)
+    with open_tracker(cfg.log, out, log) as track:  # records arrive here from every executor
+        for cell, rec in execute(p.todo):
+            bar.update()
+            bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
+            if rec["status"] not in ("ok", "n/a"):
+                log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}: "
+                    f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}")
+            write_results_csv(out)
+            track(rec)
     bar.close()
     write_results_csv(out)
     meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,6 +1,11 @@
 """Benchmark problems. ``TASKS`` maps a task name to its frozen dataclass; each task
 family is a subpackage (``tasks/darcy``, ``tasks/turbulence``, ``tasks/convection``),
-with numerics shared between them in ``tasks/numerics``."""
+with numerics shared between them in ``tasks/numerics``.
+
+``TASKS`` holds the built-in tasks only. Tasks of other packages plug in without a line
+here: published under the entry-point group ``neuroscale_bench.tasks`` or named as
+``package.module:Class``; `bench.names.task_classes` merges the published ones with these
+(docs/architecture.md, "Adding an external task")."""
 
 from nskernel import build_registry
 from tasks.convection import Convection

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.catalog import include_tasks
 from bench.records import STATUS_METRIC, read_results
 
 __all__ = ["Run", "load_run", "read_results", "STATUS_METRIC"]
@@ -81,4 +82,6 @@ def load_run(run_dir: Path | str) -> Run:
         raise FileNotFoundError(f"no results table at {csv} (is {run_dir} a run directory?)")
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return Run(path=run_dir, name=run_dir.resolve().name, results=read_results(csv), meta=meta)
+    results = read_results(csv)
+    include_tasks(results["task"].unique())  # an external module:Class task's own metrics
+    return Run(path=run_dir, name=run_dir.resolve().name, results=results, meta=meta)
