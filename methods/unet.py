@@ -16,7 +16,7 @@ the ConvNeXt block of Liu et al., CVPR 2022); written here from those papers:
 ConvNeXt block: depthwise 7x7 convolution, LayerNorm over channels, inverted-bottleneck MLP
 (``4 c`` hidden, GELU), per-channel layer scale, residual. Where we differ: the layer scale
 starts at 1, not ConvNeXt's 1e-6; with the suite's short budgets (10 epochs on Darcy
-``small``, 160 steps) 1e-6 kept the blocks near identity: rel_l2 at k = 4 / 8 / 16 of
+``small``, 160 steps) 1e-6 left the blocks near the identity: rel_l2 at k = 4 / 8 / 16 of
 0.082 / 0.071 / 0.062 against 0.053 / 0.046 / 0.040 with 1 (seed 0, lr 1e-3; lr 3e-3, fno's,
 gave 0.056 / 0.051 / 0.046 with 1 and 0.066 / 0.059 / 0.053 with 1e-6, so lr stays 1e-3).
 
@@ -34,9 +34,10 @@ Rollouts (`UNet.advance`) run the network on the prolonged coarse state, never o
 coarse grid itself, as NeuroScale does.
 
 Defaults ``width=16, levels=3, blocks=1`` give 335,601 trainable parameters on Darcy
-``small``, within 20 % of ``fno``'s 357,217 (6 % fewer): one block per stage (The Well's
-setting) at the three levels that a 32x32 smoke grid still affords (a 4x4 bottleneck);
-a fourth level at width 16 would double the count (a 256-channel bottleneck).
+``small``, within 20 % of ``fno``'s 357,217 (6 % fewer): one block per stage at three
+levels (a 4x4 bottleneck on the 32x32 smoke grid, 8x8 on Darcy ``small``). A fourth level
+at width 16 gives 1.31M (its 256-channel bottleneck), two blocks per stage 573k; width 12
+with two blocks (330k) is the deeper alternative at the same count.
 """
 
 from __future__ import annotations
