@@ -20,9 +20,9 @@ at k is ``R_k`` of it, as for every `NeuralMethod`):
   axes and with zeros on bounded ones;
 * a LayerNorm and a pointwise linear projection to the output channels.
 
-Cost: O(N (width^2 kernel^2 + heads slices width/heads)) per sample; no tensor has more
-than a constant times N elements (tests/test_transolver.py checks it). Our own code, in
-plain torch (LayerNorm, convolutions, ``scaled_dot_product_attention``); neither
+Cost: O(N width (width kernel^2 + slices + mlp_ratio width)) per sample and block; no
+tensor has more than a constant times N elements (tests/test_transolver.py checks it).
+Our own code, in plain torch (LayerNorm, convolutions, ``scaled_dot_product_attention``); neither
 neuraloperator nor torch has physics attention. Differences from the paper: no unified
 position encoding (the coordinate features above instead), no dropout, the shared
 training loop of the suite (AdamW, cosine decay) instead of its OneCycle schedule.
