@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.fno_family.gfno import periodic_axes
+from methods.layers import pad_axes, periodic_axes
 from methods.neural import NeuralMethod
 from nskernel import Prediction, TaskSpec
 from nskernel.grid import prolong
@@ -84,10 +84,7 @@ class PaddedConv(nn.Module):
         self.periodic = periodic
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        py, px = self.periodic
-        x = F.pad(x, (1, 1, 0, 0), mode="circular" if px else "constant")
-        x = F.pad(x, (0, 0, 1, 1), mode="circular" if py else "constant")
-        return self.conv(x)
+        return self.conv(pad_axes(x, 1, self.periodic))
 
 
 class DeepONetNet(nn.Module):

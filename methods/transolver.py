@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.fno_family.gfno import periodic_axes
+from methods.layers import pad_axes, periodic_axes
 from methods.neural import NeuralMethod
 from nskernel import TaskSpec
 
@@ -71,10 +71,7 @@ class GridConv(nn.Module):
         b, n, c = x.shape
         if self.pad == 0:
             return F.linear(x, self.conv.weight.flatten(1), self.conv.bias)
-        g, p = x.transpose(1, 2).reshape(b, c, *shape), self.pad
-        for dim, per in ((-2, self.periodic[0]), (-1, self.periodic[1])):
-            pads = (0, 0, p, p) if dim == -2 else (p, p, 0, 0)
-            g = F.pad(g, pads, mode="circular") if per else F.pad(g, pads)
+        g = pad_axes(x.transpose(1, 2).reshape(b, c, *shape), self.pad, self.periodic)
         return self.conv(g).flatten(2).transpose(1, 2)
 
 

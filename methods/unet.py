@@ -44,19 +44,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from methods.layers import pad_axes, periodic_axes
 from methods.neural import NeuralMethod
 from nskernel import Prediction, TaskSpec
 from nskernel.grid import prolong
-
-
-def periodic_axes(boundary: str) -> tuple[bool, bool]:
-    """(rows periodic, columns periodic) from ``TaskSpec.boundary``."""
-    if boundary == "periodic":
-        return True, True
-    return False, boundary.startswith("periodic-x")
 
 
 class ChannelNorm(nn.LayerNorm):
@@ -74,14 +67,7 @@ class PaddedConv(nn.Conv2d):
         self.periodic = periodic
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.kernel_size[0] // 2
-        rows, cols = self.periodic
-        if cols:
-            x = F.pad(x, (p, p, 0, 0), mode="circular")
-        if rows:
-            x = F.pad(x, (0, 0, p, p), mode="circular")
-        zc, zr = (0 if cols else p), (0 if rows else p)  # zeros on the non-periodic axes
-        return super().forward(F.pad(x, (zc, zc, zr, zr)) if zc or zr else x)
+        return super().forward(pad_axes(x, self.kernel_size[0] // 2, self.periodic))
 
 
 class ConvNeXtBlock(nn.Module):

@@ -38,14 +38,8 @@ from methods.fno_family.gfno_layers import (
     pad,
     signs,
 )
+from methods.layers import periodic_axes
 from nskernel import TaskSpec
-
-
-def periodic_axes(boundary: str) -> tuple[bool, bool]:
-    """(y periodic, x periodic) from ``TaskSpec.boundary`` ("periodic", "periodic-x/...")."""
-    if boundary == "periodic":
-        return True, True
-    return False, boundary.startswith("periodic-x")
 
 
 def invariant_coords(group: Group, shape: tuple[int, int], periodic: tuple[bool, bool]) -> torch.Tensor:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from methods.fno_family.base import FourierOperator
-from methods.fno_family.gfno import periodic_axes
 from methods.fno_family.pino import residual_rms
+from methods.layers import periodic_axes
 from nskernel import Dataset, TaskSpec
 
 
