@@ -7,17 +7,20 @@ machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) a
 
 from methods.coarse import CoarseFV, CoarseSpectral
 from methods.conformal import Conformal
+from methods.deeponet import DeepONet
 from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
 from methods.mean import MeanField
 from methods.neuroscale import NeuroScale
 from methods.persistence import Persistence
 from methods.pinn import BPINN, PINN
+from methods.transolver import Transolver
+from methods.unet import UNet
 from nskernel import build_registry
 
 METHODS = build_registry(
     [
         MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
-        FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal,
+        FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal, UNet, Transolver, DeepONet,
     ]
 )
 

@@ -132,6 +132,23 @@ def test_pinn_solves_1d_poisson_to_a_tight_tolerance():
     assert log["weight_history"] and log["weights"][1] != 1.0  # the callback changed the BC weight
 
 
+def test_bpinn_warmup_cut_by_the_clock_marks_the_solve_capped(monkeypatch):
+    """A warm-up the time cap cut short changes every kept draw, so the solve must say
+    so (the cell is then `truncated`, never a result that depends on the load)."""
+    from methods.pinn import bpinn
+
+    settings = {"map_steps": 20, "map_lbfgs": 5, "warmup": 40, "samples": 5, "leapfrog": 3, "n_collocation": 32,
+                "time_slices": 1, "max_solve_s": 120.0, "width": 8, "depth": 1, "modes": 1, "lr": 3e-3,
+                "prior_std": 1.0, "target_accept": 0.75, "adapt_every": 10, "adapt_every_hmc": 5,
+                "adapt_alpha": 0.1}
+    ctx = Context(threads=1)
+    _, log = bpinn.solve_bpinn(poisson_1d(), np.zeros((1, 1, 64)), settings, seed=0, ctx=ctx)
+    assert log["warmup"] == 40 and not log["time_capped"]
+    monkeypatch.setattr(bpinn, "WARMUP_SHARE", 0.0)  # the warm-up's share of the clock is spent at once
+    _, log = bpinn.solve_bpinn(poisson_1d(), np.zeros((1, 1, 64)), settings, seed=0, ctx=ctx)
+    assert log["warmup"] < 40 and log["stopped"] == "completed" and log["time_capped"]
+
+
 # ------------------------------------------------------------ continuous Darcy (mixed)
 def darcy_setup(a_value: float | None = None):
     task = Darcy(resolution=16, n_train=1, n_test=1)

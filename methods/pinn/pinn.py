@@ -31,7 +31,7 @@ PINN_SIZES: dict[str, dict[str, Any]] = {
     # only guard against a runaway solve, and a solve they stop makes the cell `truncated`.
     # `small` fits the default matrix's time on a 2-core CPU: 2 instances, 1000 + 300 steps.
     "smoke": {"instances": 2, "adam_steps": 100, "lbfgs_steps": 30, "n_collocation": 64, "time_slices": 2,
-              "max_solve_s": 30.0},
+              "max_solve_s": 120.0},
     "small": {"instances": 2, "adam_steps": 1000, "lbfgs_steps": 300, "n_collocation": 1024, "time_slices": 4,
               "max_solve_s": 600.0},
     "paper": {"instances": 4, "adam_steps": 20000, "lbfgs_steps": 5000, "n_collocation": 16384, "time_slices": 8,
