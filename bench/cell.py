@@ -35,6 +35,7 @@ from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
 from bench.provenance import provenance
 from bench.records import measurement, record_path, write_json_atomic
+from bench.scaling import n_train_fields
 from bench.scoring import evaluate, evaluate_rollouts, scored_metrics
 from nskernel import Budget, Context, Dataset, Device, Factors, Task
 from nskernel.errors import CellTimeout, Diverged, NotApplicable
@@ -64,17 +65,20 @@ class CellConfig:
     progress: bool = False
     #: training writes a resumable checkpoint at most this often (0: every epoch)
     checkpoint_every_s: float = 30.0
+    #: train on the first n_train samples of the training split (``--n-train``); None: all
+    n_train: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """What determines the cell's numbers (not where files go or how it is shown):
         the budget's mode, amount and batch, but not its wall-clock safety cap, which
-        changes no number (a cell it stops is ``truncated``)."""
+        changes no number (a cell it stops is ``truncated``); the training-set size only
+        when set, so the cells of a run without ``--n-train`` keep their hashes."""
         b = self.budget
         amount = {"epochs": b.epochs} if b.mode == "epochs" else {"flops": b.flops}
         return {"task": self.task, "method": self.method, "seed": self.seed, "size": self.size,
                 "k_train": list(self.factors.train), "k_test": list(self.factors.test),
                 "device": str(self.device), "dtype": self.dtype,
-                "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}}
+                "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}, **n_train_fields(self.n_train)}
 
     @property
     def config_hash(self) -> str:
@@ -82,7 +86,7 @@ class CellConfig:
 
     @property
     def path(self) -> Path:
-        return record_path(Path(self.run_dir), self.task, self.method, self.seed)
+        return record_path(Path(self.run_dir), self.task, self.method, self.seed, self.n_train)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -122,14 +126,16 @@ def dataset_for(cfg: CellConfig) -> tuple[Task, Dataset, str]:
     return _DATA[key]
 
 
-def train_test(task: Task, data: Dataset, factors: Factors) -> tuple[Dataset, Dataset]:
-    """The harness's split: the first ``task.n_train`` samples for training (targets at
-    the training factors only, with the last ``task.n_val`` samples of the dataset as
-    its validation split), the ``task.n_test`` after them for testing. A factor of 1 is
-    the fine solution itself."""
+def train_test(task: Task, data: Dataset, factors: Factors, n_train: int | None = None) -> tuple[Dataset, Dataset]:
+    """The harness's split: the first ``task.n_train`` samples (or ``n_train`` of them) for
+    training (targets at the training factors only, with the last ``task.n_val`` samples
+    of the dataset as its validation split), the ``task.n_test`` after the training split
+    for testing. A factor of 1 is the fine solution itself."""
     a, b, c = task.n_train, task.n_train + task.n_test, task.n_train + task.n_test + task.n_val
+    if n_train is not None and not 1 <= n_train <= a:
+        raise ValueError(f"n_train={n_train}: task {task.name} has {a} training samples (the maximum)")
     val = data.subset(slice(b, c)) if task.n_val else None
-    train = data.subset(slice(0, a)).for_training(factors.train, validation=val)
+    train = data.subset(slice(0, a if n_train is None else n_train)).for_training(factors.train, validation=val)
     test = data.subset(slice(a, b))
     if 1 in factors.test:
         if test.fine is None:
@@ -145,7 +151,7 @@ def _now() -> str:
 def _new_record(cfg: CellConfig) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION, "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
-        "size": cfg.size, **cfg.factors.as_dict(),
+        "size": cfg.size, **n_train_fields(cfg.n_train), **cfg.factors.as_dict(),
         "config": cfg.identity(), "config_hash": cfg.config_hash, "status": "ok", "error": None,
         "reason": "", "started": _now(), "measurements": [],
         **provenance(cfg.device, cfg.threads),
@@ -237,7 +243,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, progress=cfg.progress,
                   deadline=deadline, workdir=str(_claim_checkpoints(cfg)), checkpoint_every_s=cfg.checkpoint_every_s)
     ctx.apply()
-    train, test = train_test(task, data, cfg.factors)
+    train, test = train_test(task, data, cfg.factors, cfg.n_train)
     rec["budget"] = dataclasses.asdict(cfg.budget)
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
@@ -265,7 +271,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     fine_row = next(r for r in rows if r["metric"] == "fine_s")
     # what generating the training and validation data costs (fine solves on the run's
     # threads), charged to the methods that learn from them
-    n_data = task.n_train + task.n_val
+    n_data = len(train) + task.n_val
     data_s = fine_row["value"] / max(fine_row["n"], 1) * n_data if method.uses_training_data else 0.0
     rows.append(measurement("data_s", data_s, n=n_data) if np.isfinite(data_s) else
                 measurement("data_s", np.nan, status="n/a", reason=fine_row.get("reason") or "no fine solver timing"))

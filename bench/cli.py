@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_ints, default=(0,), help="training seeds, e.g. '0,1,2' (default: 0)")
     r.add_argument("--k-train", type=_ints, default=(4, 8), help="coarse-graining factors to train on (default: 4,8)")
     r.add_argument("--k-test", type=_ints, default=(4, 8, 16), help="factors to evaluate (default: 4,8,16)")
+    r.add_argument("--n-train", type=_ints, metavar="N,...",
+                   help="data-scaling run: each cell once per training-set size, on the first N samples of the "
+                        "task's training split, e.g. 64,128,256 (default: the whole split; docs/experiments.md)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
     r.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="training dtype")
     r.add_argument("--threads", type=int, help="CPU threads per cell (default: available cores / jobs)")
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--task", required=True, help="as in the run, e.g. darcy or turbulence:re=1e4")
     pr.add_argument("--method", required=True, help="as in the run, e.g. fno or neuroscale:gamma=0")
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--n-train", type=int, help="the cell's training-set size, in a run with --n-train")
     pr.add_argument("--data-dir", type=Path,
                     help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
     c = sub.add_parser("compare", help="regression check: exit 1 if NEW is worse than BASELINE",
@@ -132,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_predict(a: argparse.Namespace) -> int:
     from bench.predict import rescore
 
-    rows = rescore(a.run_dir, a.task, a.method, a.seed, a.data_dir)
+    rows = rescore(a.run_dir, a.task, a.method, a.seed, a.data_dir, n_train=a.n_train)
     worst = 0.0
     print(f"{'k':>3}  {'recorded rel_l2':>16}  {'re-scored':>16}  {'difference':>10}")
     for r in rows:
@@ -227,7 +231,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                     threads=threads, jobs=a.jobs, out=out, data_dir=data_dir,
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
                     epochs=a.epochs, max_train_s=a.max_train_s, flops=a.flops, batch_size=a.batch_size,
-                    checkpoint_every_s=a.checkpoint_every,
+                    checkpoint_every_s=a.checkpoint_every, n_train=a.n_train,
                     progress=not a.quiet, executor=a.executor, address=a.address, log=a.log,
                     experiment=resolved(a, options(run_parser()), threads=threads, out=out, data_dir=data_dir))
     counts = run(cfg)

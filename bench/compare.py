@@ -1,6 +1,7 @@
 """Regression check of a new run against a baseline: ``python -m bench compare BASE NEW``.
 
-Cells are matched by (task, method, k, metric). Each side is summarised over seeds
+Cells are matched by (task, method, k, metric), and by the training-set size of a
+``--n-train`` run (a run without the option has none). Each side is summarised over seeds
 (mean, and the standard deviation across seeds). A change counts as a regression only
 if it goes in the *worse* direction (the metric's ``direction``) by more than the tolerance
 ``max(atol, rtol * |base|)`` **and** by more than the seed spread
@@ -25,11 +26,13 @@ import pandas as pd
 
 from bench.catalog import include_tasks, metric_info
 from bench.records import read_results
+from bench.scaling import N_TRAIN
 from nskernel import Tolerance
 from nskernel.errors import UsageError
 from nskernel.metric import base_name
 
-KEYS = ["task", "method", "k", "metric"]
+KEYS = ["task", "method", N_TRAIN, "k", "metric"]
+CELL = ["task", "method", N_TRAIN]
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ def _load(path: Path) -> pd.DataFrame:
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     include_tasks(df["task"].unique())  # an external module:Class task's own metrics
+    if N_TRAIN not in df:
+        df[N_TRAIN] = pd.Series(pd.NA, index=df.index, dtype="Int64")
     return df
 
 
@@ -102,10 +107,11 @@ def _summarise(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1).fillna(0.0), "seeds": g.count()})
 
 
-def _cell_status(df: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """Status per (task, method) over seeds: a failure in any seed wins over ok."""
-    cell = df[df.metric == "status"].groupby(["task", "method"])["status"].first().to_dict()
-    out = {key: "ok" for key in df.groupby(["task", "method"]).groups}
+def _cell_status(df: pd.DataFrame) -> dict[tuple[str, str, int | None], str]:
+    """Status per (task, method, training-set size) over seeds: a failure in any seed
+    wins over ok."""
+    cell = df[df.metric == "status"].groupby(CELL, dropna=False)["status"].first().to_dict()
+    out = {key: "ok" for key in df.groupby(CELL, dropna=False).groups}
     out.update(cell)
     return out
 
@@ -141,7 +147,7 @@ def compare(base_path: Path, new_path: Path, overrides: Tolerances | None = None
     for key, status in stb.items():
         now = stn.get(key, "missing")
         if status == "ok" and now not in ("ok",):
-            broken.append({"task": key[0], "method": key[1], "k": pd.NA, "metric": "status",
+            broken.append({"task": key[0], "method": key[1], N_TRAIN: key[2], "k": pd.NA, "metric": "status",
                            "mean_base": np.nan, "mean_new": np.nan, "verdict": "regressed", "note": f"ok -> {now}"})
     if broken:
         table = pd.concat([table, pd.DataFrame(broken)], ignore_index=True)
@@ -152,6 +158,6 @@ def format_table(table: pd.DataFrame, show_all: bool = False) -> str:
     shown = table if show_all else table[table.verdict.isin(["regressed", "improved"])]
     if shown.empty:
         return "no changes beyond tolerance"
-    cols = [c for c in ["task", "method", "k", "metric", "mean_base", "mean_new", "limit", "verdict", "note"]
-            if c in shown]
+    cols = [c for c in ["task", "method", N_TRAIN, "k", "metric", "mean_base", "mean_new", "limit", "verdict",
+                        "note"] if c in shown and (c != N_TRAIN or shown[c].notna().any())]
     return shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")

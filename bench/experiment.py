@@ -85,11 +85,21 @@ def _kind(action: argparse.Action) -> str:
         return action.type.__name__
     if action.type is Path:
         return "path"
-    if isinstance(action.default, tuple) and action.default and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in action.default):
+    if _int_list(action):
         return "ints"  # a comma list of integers, converted by the parser's own type function
     raise TypeError(f"bench run option {action.option_strings[0]} has a type that experiment files cannot map "
                     f"({action.type!r}); teach bench.experiment._kind about it")
+
+
+def _int_list(action: argparse.Action) -> bool:
+    """A comma list of integers: the default is a tuple of them or, not set by default
+    (``--n-train``), the type function makes one of ``"1"``."""
+    try:
+        value = action.default if action.default is not None else action.type("1")  # type: ignore[misc,operator]
+    except Exception:  # noqa: BLE001 -- a type function that refuses "1": not such a list
+        return False
+    return isinstance(value, tuple) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                            for v in value)
 
 
 def options(run_parser: argparse.ArgumentParser) -> dict[str, Option]:

@@ -25,18 +25,20 @@ from nskernel import Context, Factors, Method, TaskSpec
 from nskernel.errors import UsageError
 
 
-def _record(run_dir: Path, task: str, method: str, seed: int) -> dict[str, Any]:
-    path = record_path(Path(run_dir), task, method, seed)
+def _record(run_dir: Path, task: str, method: str, seed: int, n_train: int | None = None) -> dict[str, Any]:
+    path = record_path(Path(run_dir), task, method, seed, n_train)
     if not path.exists():
-        raise UsageError(f"{run_dir} has no record of task {task!r}, method {method!r}, seed {seed} ({path})")
+        size = "" if n_train is None else f", training-set size {n_train}"
+        raise UsageError(f"{run_dir} has no record of task {task!r}, method {method!r}, seed {seed}{size} ({path})")
     return read_record(path)
 
 
 def load_method(run_dir: Path | str, task: str, method: str, seed: int = 0, device: str = "cpu",
-                threads: int | None = None) -> tuple[Method, TaskSpec]:
-    """The fitted method of one cell of ``run_dir``, rebuilt from its record's
-    parameters and loaded from its checkpoint, with the task's spec."""
-    rec = _record(Path(run_dir), task, method, seed)
+                threads: int | None = None, n_train: int | None = None) -> tuple[Method, TaskSpec]:
+    """The fitted method of one cell of ``run_dir`` (``n_train``: the cell of that
+    training-set size in a ``--n-train`` run), rebuilt from its record's parameters and
+    loaded from its checkpoint, with the task's spec."""
+    rec = _record(Path(run_dir), task, method, seed, n_train)
     if not rec.get("checkpoint"):
         raise UsageError(f"the cell {task} / {method} / seed {seed} saved no model (status {rec['status']}; "
                          "only neural methods keep a trained state)")
@@ -53,12 +55,12 @@ def load_method(run_dir: Path | str, task: str, method: str, seed: int = 0, devi
 
 
 def rescore(run_dir: Path | str, task: str, method: str, seed: int = 0, data_dir: Path | str | None = None,
-            metric: str = "rel_l2") -> list[dict[str, Any]]:
+            metric: str = "rel_l2", n_train: int | None = None) -> list[dict[str, Any]]:
     """Score the reloaded method on the cell's test set again; one row per k with the
     recorded and the new value of ``metric``."""
     run_dir = Path(run_dir)
-    rec = _record(run_dir, task, method, seed)
-    fitted, spec = load_method(run_dir, task, method, seed)
+    rec = _record(run_dir, task, method, seed, n_train)
+    fitted, spec = load_method(run_dir, task, method, seed, n_train=n_train)
     _, task_obj = build_task(task, rec["size"])
     data, digest, _ = load_or_generate(task_obj, Path(data_dir) if data_dir else default_data_dir())
     if digest != rec.get("data_checksum"):

@@ -1,6 +1,7 @@
 """Per-cell result records and the long ``results.csv`` built from them.
 
-A record is one JSON file per cell (task, method with parameters, seed) under
+A record is one JSON file per cell (task, method with parameters, seed, and the
+training-set size of a ``--n-train`` run) under
 ``<run dir>/records/``, written atomically (temp file + rename). ``results.csv`` is
 always rebuilt from the records, so it can never disagree with them.
 """
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench import SCHEMA_VERSION
+from bench.scaling import N_TRAIN  # a record field; when any record has it, a results.csv column after seed
 
 #: ``truncated``: training was stopped by the wall-clock safety cap; its measurements stay
 #: in the record, but results.csv (and so every table) shows the status, not the numbers
@@ -27,14 +29,15 @@ CSV_COLUMNS = ["task", "method", "seed", "size", "k", "unseen", "metric", "value
 REQUIRED = ("schema_version", "task", "method", "seed", "status", "config_hash", "measurements")
 
 
-def cell_id(task: str, method: str, seed: int) -> str:
-    """A filesystem-safe, unique, readable file stem for a cell."""
+def cell_id(task: str, method: str, seed: int, n_train: int | None = None) -> str:
+    """A filesystem-safe, unique, readable file stem for a cell; a training-set size
+    (``--n-train``) adds ``__n<N>``."""
     safe = lambda s: re.sub(r"[^A-Za-z0-9_.=-]+", "_", s)  # noqa: E731
-    return f"{safe(task)}__{safe(method)}__seed{seed}"
+    return f"{safe(task)}__{safe(method)}__seed{seed}" + (f"__n{n_train}" if n_train is not None else "")
 
 
-def record_path(run_dir: Path, task: str, method: str, seed: int) -> Path:
-    return Path(run_dir) / "records" / f"{cell_id(task, method, seed)}.json"
+def record_path(run_dir: Path, task: str, method: str, seed: int, n_train: int | None = None) -> Path:
+    return Path(run_dir) / "records" / f"{cell_id(task, method, seed, n_train)}.json"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -94,7 +97,8 @@ def measurement(metric: str, value: float, *, k: int | None = None, unseen: bool
 
 def rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``results.csv`` rows of one record (see the module docstring)."""
-    base = {"task": rec["task"], "method": rec["method"], "seed": rec["seed"], "size": rec.get("size", "")}
+    base = {"task": rec["task"], "method": rec["method"], "seed": rec["seed"], "size": rec.get("size", ""),
+            N_TRAIN: rec.get(N_TRAIN)}
     if rec["status"] != "ok":
         reason = rec.get("error") or rec.get("reason") or ""
         return [{**base, "k": None, "unseen": None, "metric": "status", "value": math.nan, "std": math.nan,
@@ -138,7 +142,8 @@ def read_results(path: Path | str) -> pd.DataFrame:
     ``k`` Int64 and ``unseen`` boolean (both nullable), ``value``/``std``/``n`` float.
     Strict about structure (missing columns and duplicate measurements raise
     ``ValueError``, naming the file), lenient about spelling (``True``, ``true``, ``1``
-    are all a true ``unseen``). Use this rather than a bare ``pd.read_csv``, whose
+    are all a true ``unseen``); ``n_train`` (Int64) only when the file has that column
+    (a run with ``--n-train``). Use this rather than a bare ``pd.read_csv``, whose
     default would read the status ``n/a`` as a missing value."""
     path = Path(path)
     if path.is_dir():
@@ -165,9 +170,13 @@ def read_results(path: Path | str) -> pd.DataFrame:
     df["unseen"] = df["unseen"].astype("boolean")
     for name in ("value", "std", "n"):
         df[name] = _numeric(raw[name], name, path).astype(float) if name in raw.columns else np.nan
-    dup = df.duplicated(subset=list(KEY), keep=False)
+    key = list(KEY)
+    if N_TRAIN in raw.columns:  # a run with --n-train: one measurement per key and size
+        df[N_TRAIN] = _numeric(raw[N_TRAIN], N_TRAIN, path).astype("Int64")
+        key.insert(3, N_TRAIN)
+    dup = df.duplicated(subset=key, keep=False)
     if dup.any():
-        shown = df.loc[dup, list(KEY)].head(4).to_dict("records")
+        shown = df.loc[dup, key].head(4).to_dict("records")
         raise ValueError(f"{path}: {int(dup.sum())} duplicate measurements, e.g. {shown}")
     return df
 
@@ -175,8 +184,12 @@ def read_results(path: Path | str) -> pd.DataFrame:
 def write_results_csv(run_dir: Path) -> Path:
     """Rebuild ``<run dir>/results.csv`` from every record (atomically)."""
     table = [r for rec in load_records(run_dir) for r in rows(rec)]
-    df = pd.DataFrame(table, columns=CSV_COLUMNS)
+    sized = any(r[N_TRAIN] is not None for r in table)
+    columns = [*CSV_COLUMNS[:3], N_TRAIN, *CSV_COLUMNS[3:]] if sized else CSV_COLUMNS
+    df = pd.DataFrame(table, columns=columns)
     df["k"] = df["k"].astype("Int64")
+    if sized:
+        df[N_TRAIN] = df[N_TRAIN].astype("Int64")
     path = Path(run_dir) / "results.csv"
     tmp = path.with_name(f".results.csv.{os.getpid()}.tmp")
     df.to_csv(tmp, index=False)

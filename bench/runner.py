@@ -38,6 +38,7 @@ from bench.lock import RunLock
 from bench.names import build_method, build_task, parse_spec, resolve_methods, resolve_tasks
 from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
+from bench.scaling import cell_sizes, check_sizes, check_task_sizes
 from bench.tracking import check_tracking, open_tracker
 from nskernel import Budget, Device, Factors, lookup
 from nskernel.errors import UsageError
@@ -64,6 +65,8 @@ class RunConfig:
     max_train_s: float | None = None
     flops: float | None = None
     batch_size: int | None = None
+    #: training-set sizes of a data-scaling run (`bench.scaling`); None: the whole training split
+    n_train: tuple[int, ...] | None = None
     #: training writes a resumable checkpoint at most this often (seconds; 0: every epoch)
     checkpoint_every_s: float = 30.0
     progress: bool = True
@@ -129,6 +132,7 @@ def plan(cfg: RunConfig) -> Plan:
         device = Device(cfg.device)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    sizes = check_sizes(cfg.n_train) if cfg.n_train else ()
     tasks = resolve_tasks(cfg.tasks)
     methods = resolve_methods(cfg.methods)
     # A longer training cap moves the default cell limit by as much (evaluation keeps its share).
@@ -139,6 +143,7 @@ def plan(cfg: RunConfig) -> Plan:
         if task.n_train < 1 or task.n_test < 1 or task.n_val < 0:
             raise UsageError(f"task {t}: n_train and n_test must be at least 1 and n_val at least 0, got "
                              f"{task.n_train}, {task.n_test} and {task.n_val}")
+        check_task_sizes(t, task, cfg.size, sizes)
         try:
             _check_ks(t, task, tuple(cfg.k_train) + tuple(cfg.k_test))
         except ValueError as e:
@@ -148,11 +153,11 @@ def plan(cfg: RunConfig) -> Plan:
         for m in methods:
             name, method = build_method(m)
             method.check_spec(spec)  # raises UsageError for parameters the task rejects
-            for seed in cfg.seeds:
+            for seed, n in ((s, n) for n in cell_sizes(sizes, method) for s in cfg.seeds):
                 cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, factors=factors, budget=budget,
                                   device=device, dtype=cfg.dtype, threads=cfg.threads, timeout_s=timeout,
                                   data_dir=str(cfg.data_dir), run_dir=str(cfg.out), progress=cfg.progress,
-                                  checkpoint_every_s=cfg.checkpoint_every_s)
+                                  checkpoint_every_s=cfg.checkpoint_every_s, n_train=n)
                 cells.append(cell)
                 if _needs_run(cell, cfg):
                     todo.append(cell)
@@ -218,6 +223,9 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
         executor=cfg.executor, provenance=_driver_provenance(cfg),
         started=meta.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    meta.pop("n_train", None)  # the training-set sizes of this invocation, if any
+    if cfg.n_train:
+        meta["n_train"] = list(check_sizes(cfg.n_train))
     if cfg.experiment is not None:  # the options of this invocation, resolved; run.json names the file
         write_experiment(out, cfg.experiment, cfg.command)
         meta["experiment"] = EXPERIMENT_FILE
@@ -232,9 +240,10 @@ def _run_locked(cfg: RunConfig, out: Path, execute: Executor, log: Callable[[str
     with open_tracker(cfg.log, out, log) as track:  # records arrive here from every executor
         for cell, rec in execute(p.todo):
             bar.update()
-            bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}")
+            size = "" if cell.n_train is None else f" N={cell.n_train}"
+            bar.set_postfix_str(f"{cell.task} | {cell.method} | seed {cell.seed}{size}")
             if rec["status"] not in ("ok", "n/a"):
-                log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}: "
+                log(f"  {rec['status']}: {cell.task} {cell.method} seed {cell.seed}{size}: "
                     f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}")
             write_results_csv(out)
             track(rec)

@@ -102,7 +102,7 @@ def check_tracking(kind: str) -> None:
 def _cell_name(rec: Record) -> str:
     from bench.records import cell_id  # pandas: not for `bench --help`, which imports TRACKERS
 
-    return cell_id(rec["task"], rec["method"], rec["seed"])
+    return cell_id(rec["task"], rec["method"], rec["seed"], rec.get("n_train"))
 
 
 def _describe(rec: Record) -> dict[str, Any]:

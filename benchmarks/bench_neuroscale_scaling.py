@@ -1,4 +1,5 @@
-"""How NeuroScale's cost grows with the fine grid, and its size next to a default FNO.
+"""How NeuroScale's cost grows with the fine grid, next to the Transolver baseline (the
+other linear-cost attention operator) and a default FNO.
 
 For fine grids n x n (default 64, 128, 256, 512) it measures, each size in a fresh
 subprocess so that peaks do not leak between sizes:
@@ -18,9 +19,12 @@ It prints the growth exponent: the least-squares slope of log(cost) against log(
 fine grid points) over the measured sizes (1 = linear; the design target is <= 1.2), and
 the parameter count of NeuroScale (one member and the default ensemble) beside the
 default neuraloperator FNO(n_modes=(12, 12), hidden_channels=32, n_layers=4), whose
-forward time is measured alongside as a reference.
+forward time is measured alongside as a reference. ``transolver`` (the suite's default
+`methods.transolver.Transolver`, periodic axes) is measured the same way, with its own
+exponents; the <= 1.2 target is checked for both attention operators.
 
     python benchmarks/bench_neuroscale_scaling.py [--sizes 64 128 256 512] [--threads 2]
+        [--models neuroscale transolver fno]
 """
 
 from __future__ import annotations
@@ -91,12 +95,24 @@ def fno_net() -> torch.nn.Module:
     return FNO(n_modes=(12, 12), hidden_channels=32, n_layers=4, in_channels=1, out_channels=1).eval()
 
 
+def transolver_net() -> torch.nn.Module:
+    from methods.layers import periodic_axes
+    from methods.transolver import Transolver, TransolverNet
+
+    p = Transolver.param_defaults()
+    return TransolverNet(1, 1, periodic_axes("periodic"), p["width"], p["layers"], p["heads"], p["slices"],
+                         p["mlp_ratio"], p["kernel"]).eval()
+
+
+NETS = {"neuroscale": neuroscale_net, "transolver": transolver_net, "fno": fno_net}
+
+
 def worker(n: int, which: str, mode: str, repeats: int) -> dict[str, Any]:
     """One measurement in a fresh process: ``time`` (median of ``repeats`` forward passes
     after a warm-up), ``fwd_mem`` or ``train_mem`` (the first pass, so no heap retained
     from an earlier pass hides allocations)."""
     torch.manual_seed(0)
-    net = neuroscale_net() if which == "neuroscale" else fno_net()
+    net = NETS[which]()
     x = torch.randn(1, 1, n, n)
 
     def fwd() -> None:
@@ -132,7 +148,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-fno", action="store_true", help="skip the FNO reference timings")
+    ap.add_argument("--models", nargs="+", choices=list(NETS), default=list(NETS),
+                    help="models to measure (default: all)")
     ap.add_argument("--worker", nargs=3, metavar=("N", "WHICH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,11 +159,11 @@ def main() -> int:
 
     load = os.getloadavg()[0]
     print(f"threads={args.threads}  load average (1 min) at start: {load:.2f}  cpu cores: {os.cpu_count()}")
-    rows: dict[str, list[dict[str, Any]]] = {"neuroscale": [], "fno": []}
+    rows: dict[str, list[dict[str, Any]]] = {which: [] for which in args.models}
     # Freed blocks above 64 KiB go back to the OS at once, so the resident high-water
     # mark follows the live allocations rather than glibc's retained heap.
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MALLOC_MMAP_THRESHOLD_": "65536"}
-    for which in ("neuroscale",) + (() if args.no_fno else ("fno",)):
+    for which in args.models:
         for n in args.sizes:
             row: dict[str, Any] = {"n": n}
             for mode in ("time", "fwd_mem", "train_mem"):
@@ -179,14 +196,15 @@ def main() -> int:
               + ", ".join(f"{k} {v:.2f}" for k, v in exps.items())
               + " | two largest: " + ", ".join(f"{k} {v:.2f}" for k, v in tail.items())
               + f"  (memory: {rs[0]['mem_method']})")
-        if which == "neuroscale":
-            ok = all(v <= SLOPE_TARGET for v in exps.values()) and all(v <= SLOPE_TARGET for v in tail.values())
+        if which != "fno":
+            ok = ok and all(v <= SLOPE_TARGET for v in [*exps.values(), *tail.values()])
     p = NeuroScale.param_defaults()
     member = sum(q.numel() for q in neuroscale_net().parameters())
     fno = sum(q.numel() for q in fno_net().parameters())
+    trans = sum(q.numel() for q in transolver_net().parameters())
     print(f"\nparameters: neuroscale one member {member:,}; default ensemble of {p['ensemble']}: "
           f"{member * p['ensemble']:,}; FNO(n_modes=(12,12), hidden=32, layers=4): {fno:,} "
-          f"(ratio ensemble/FNO {member * p['ensemble'] / fno:.2f})")
+          f"(ratio ensemble/FNO {member * p['ensemble'] / fno:.2f}); transolver (1 channel): {trans:,}")
     print(f"growth exponents <= {SLOPE_TARGET}: {'yes' if ok else 'NO'}")
     return 0 if ok else 1
 

@@ -5,6 +5,7 @@ Families are subpackages (``fno_family``, ``neuroscale``, ``pinn``); the shared 
 machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) and
 ``ensemble`` (the one ensemble mechanism)."""
 
+from methods.closure import Closure
 from methods.coarse import CoarseFV, CoarseSpectral
 from methods.conformal import Conformal
 from methods.deeponet import DeepONet
@@ -21,6 +22,7 @@ METHODS = build_registry(
     [
         MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
         FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal, UNet, Transolver, DeepONet,
+        Closure,
     ]
 )
 

@@ -26,6 +26,14 @@ class CoarseSolver:
       coarse state ``(N, C, H/k, W/k)`` by one horizon; used for rollouts.
     * ``params``: keyword parameters and their defaults (chosen by measurement);
       ``choices`` the valid values of enumerated parameters (checked before a run).
+    * ``differentiable(state, closure=None, steps=None, **params) -> (state', steps)``
+      (optional, time-dependent tasks): the same scheme in torch, differentiable in the
+      coarse torch ``state (B, C, H/k, W/k)`` and in whatever ``closure`` holds. ``closure``
+      maps the solver's state (physical fields, same shape, the solver's dtype) to a
+      tendency of the same shape that is added after every coarse step ``dt`` as
+      ``dt * closure(state at the step's start)``; ``steps`` fixes the number of equal
+      steps per horizon (None: the scheme's own CFL rule on the batch, as ``advance``).
+      With ``closure=None`` it equals ``advance`` to round-off (each task tests it).
     """
 
     solve: Callable[..., np.ndarray]
@@ -33,6 +41,7 @@ class CoarseSolver:
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     advance: Callable[..., np.ndarray] | None = None
     description: str = ""
+    differentiable: Callable[..., tuple[Any, int]] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ if tomllib is None:  # pragma: no cover - Python 3.10
     pytest.skip("experiment files need Python >= 3.11 (tomllib) or tomli", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ["tasks", "methods", "size", "seeds", "k_train", "k_test", "device", "dtype", "threads", "jobs", "executor",
-        "address", "out", "data_dir", "overwrite", "retry_failed", "epochs", "flops", "batch_size", "max_train_s",
-        "checkpoint_every", "timeout", "no_report", "quiet", "log"]
+KEYS = ["tasks", "methods", "size", "seeds", "k_train", "k_test", "n_train", "device", "dtype", "threads", "jobs",
+        "executor", "address", "out", "data_dir", "overwrite", "retry_failed", "epochs", "flops", "batch_size",
+        "max_train_s", "checkpoint_every", "timeout", "no_report", "quiet", "log"]
 TINY_FNO = "fno:width=8,n_layers=2,n_modes=6"
 
 
@@ -105,6 +105,8 @@ no_report = true
     ("seeds", "0,1,2", (0, 1, 2)),
     ("seeds", 3, (3,)),
     ("k_test", "4 8", (4, 8)),
+    ("n_train", [64, 128, 256], (64, 128, 256)),
+    ("n_train", "64,128", (64, 128)),
     ("tasks", ["darcy", "turbulence:re=1e4"], "darcy,turbulence:re=1e4"),
     ("methods", "fno:n_modes=12,width=16,mean", "fno:n_modes=12,width=16,mean"),
     ("flops", 20000000000000, 2e13),
@@ -124,6 +126,7 @@ def test_lists_as_arrays_or_comma_strings_and_numbers(key, value, expected):
     ("epochs = true", "key 'epochs' expects an integer, got boolean True"),
     ("seeds = [0, 'a']", "key 'seeds' expects an array of integers or a comma string like '4,8', got array"),
     ("seeds = 'a,b'", "key 'seeds' expects an array of integers or a comma string like '4,8': expected integers"),
+    ("n_train = 64.5", "key 'n_train' expects an array of integers or a comma string like '4,8', got float"),
     ("quiet = 'yes'", "key 'quiet' expects a boolean (true or false), got string 'yes'"),
     ("size = 'huge'", "key 'size' expects one of 'smoke', 'small', 'paper', got string 'huge'"),
     ("log = 'mlflow'", "key 'log' expects one of 'none', 'tensorboard', 'wandb'"),

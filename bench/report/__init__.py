@@ -21,6 +21,8 @@ Files written (`REPORT_FILES` always; `OPTIONAL_FIGURES` when the run has the da
     aggregate.csv         every seed aggregate (mean, std, ci_lo, ci_hi, issues)
     error_vs_k, accuracy_vs_speedup                         (.png + .pdf)
     reliability, panels_<task>, rollout_error, energy_spectra (.png + .pdf, when data exist)
+    scaling.md, scaling_<task> (.png + .pdf)  a data-scaling run (--n-train): error against
+                          training samples with fitted exponents (`bench.report.scaling`)
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ REPORT_FILES = (
     "error_vs_k.png", "error_vs_k.pdf", "accuracy_vs_speedup.png", "accuracy_vs_speedup.pdf",
 )
 #: Figure stems drawn only when the run has their data (``panels_<task>``: one per task).
-OPTIONAL_FIGURES = ("reliability", "panels_<task>", "rollout_error", "energy_spectra")
+OPTIONAL_FIGURES = ("reliability", "panels_<task>", "rollout_error", "energy_spectra", "scaling_<task>")
 
 
 def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> Path:

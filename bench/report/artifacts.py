@@ -1,6 +1,7 @@
 """What the report needs from ``RUN_DIR/records/*.json`` beyond ``results.csv``.
 
-Per cell (task, method, seed): the per-test-sample values of every metric (for
+Per cell (task, method, seed; the method named as `bench.report.load` names it in a
+``--n-train`` run): the per-test-sample values of every metric (for
 bootstrap CIs), the pooled calibration curve per k (reliability diagrams), whether the
 method is probabilistic, and the path of the fixed test sample's fields
 (``samples/<cell>.npz``: ``input``, ``target_k{k}``, ``mean_k{k}``, ``var_k{k}``).
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.records import load_records
+from bench.scaling import N_TRAIN, method_label
 
 CellKey = tuple[str, str, int]  # (task, method, seed)
 
@@ -118,7 +120,7 @@ def load_artifacts(run_dir: Path | str) -> Artifacts:
         snap = rec.get("snapshot")
         snap_path = run_dir / snap if isinstance(snap, str) and snap else None
         levels, observed = _calibration(rec)
-        key = (str(rec["task"]), str(rec["method"]), int(rec["seed"]))
+        key = (str(rec["task"]), method_label(str(rec["method"]), rec.get(N_TRAIN)), int(rec["seed"]))
         cells[key] = CellArtifacts(
             task=key[0], method=key[1], seed=key[2],
             probabilistic=bool(rec.get("probabilistic", bool(observed))),

@@ -7,6 +7,11 @@
 ``k`` is empty for cell-level costs; a cell that did not finish (or does not apply)
 contributes one row with ``metric == "status"``. The parser is
 `bench.records.read_results` (the one every reader uses).
+
+A data-scaling run (``--n-train``) adds the column ``n_train``: the report then names
+each sized cell's method by `bench.scaling.method_label` (``fno [N=64]``), so every
+table and figure treats each training-set size as a method of its own; `Run.scaled`
+maps such a label back to (method, N) for the scaling figure and table.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 
 from bench.catalog import include_tasks
 from bench.records import STATUS_METRIC, read_results
+from bench.scaling import N_TRAIN, method_label
 
 __all__ = ["Run", "load_run", "read_results", "STATUS_METRIC"]
 
@@ -33,6 +39,8 @@ class Run:
     name: str
     results: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: label -> (method, training-set size) of the sized cells of an ``--n-train`` run
+    scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -41,8 +49,15 @@ class Run:
 
     @property
     def methods(self) -> list[str]:
-        """Methods in run.json order (stable colours and rows), then the rest."""
-        return _ordered(self.meta.get("methods"), self.results["method"])
+        """Methods in run.json order (stable colours and rows), then the rest; a method's
+        training-set sizes follow it, smallest first."""
+        listed = self.meta.get("methods")
+        if self.scaled:
+            if not isinstance(listed, list):
+                listed = list(dict.fromkeys(self.scaled.get(m, (m, 0))[0] for m in self.results["method"]))
+            by_size = sorted(self.scaled.items(), key=lambda kv: kv[1][1])
+            listed = [x for m in listed for x in [m, *(label for label, (base, _) in by_size if base == m)]]
+        return _ordered(listed, self.results["method"])
 
     @property
     def seeds(self) -> list[int]:
@@ -84,4 +99,10 @@ def load_run(run_dir: Path | str) -> Run:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     results = read_results(csv)
     include_tasks(results["task"].unique())  # an external module:Class task's own metrics
-    return Run(path=run_dir, name=run_dir.resolve().name, results=results, meta=meta)
+    scaled: dict[str, tuple[str, int]] = {}
+    if N_TRAIN in results:
+        sized = results[N_TRAIN].notna()
+        pairs = results.loc[sized, ["method", N_TRAIN]].drop_duplicates()
+        scaled = {method_label(m, n): (str(m), int(n)) for m, n in pairs.itertuples(index=False)}
+        results = results.assign(method=[method_label(m, n) for m, n in zip(results["method"], results[N_TRAIN])])
+    return Run(path=run_dir, name=run_dir.resolve().name, results=results, meta=meta, scaled=scaled)

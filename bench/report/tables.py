@@ -105,6 +105,12 @@ def best_mask(values: Sequence[float], direction: str) -> list[bool]:
     return [math.isfinite(s) and s <= top + tol for s in score]
 
 
+def headline_metric(summary: Summary, task: str) -> str:
+    """The accuracy metric a task's leaderboard leads with: the fluctuation error where a
+    time-dependent task records it, else the primary ``rel_l2``."""
+    return FLUCTUATION if summary.has_finite(task, FLUCTUATION) else PRIMARY
+
+
 def default_columns(summary: Summary, task: str) -> tuple[list[Column], list[str]]:
     """Leaderboard columns by metric group (`nskernel.metric.GROUPS`): accuracy metrics
     at every k, then physics, uncertainty, task, rollout and cost metrics at their
@@ -114,7 +120,7 @@ def default_columns(summary: Summary, task: str) -> tuple[list[Column], list[str
     fluctuation error, where a time-dependent task records it, leads the columns."""
     recorded = list(dict.fromkeys([PRIMARY, *summary.metrics(task)]))
     position = {m: i for i, m in enumerate(recorded)}
-    lead = [FLUCTUATION, PRIMARY] if summary.has_finite(task, FLUCTUATION) else [PRIMARY]
+    lead = list(dict.fromkeys([headline_metric(summary, task), PRIMARY]))
     shown = sorted((m for m in recorded if metric_info(m).leaderboard),
                    key=lambda m: (GROUPS.index(metric_info(m).group), lead.index(m) if m in lead else len(lead),
                                   position[m]))

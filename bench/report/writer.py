@@ -30,10 +30,12 @@ from bench.report.grid import Grid, Section, board_grid, ci_grid, slug
 from bench.report.html import FigureEntry, render_html
 from bench.report.latex import render_grids_latex, render_latex
 from bench.report.load import Run, load_run
-from bench.report.markdown import LEGEND, render_markdown, section_markdown
+from bench.report.markdown import LEGEND, provenance_lines, render_markdown, section_markdown
 from bench.report.panels import plot_panels
 from bench.report.ranks import rank_grid
 from bench.report.reliability import plot_reliability
+from bench.report.scaling import CAPTION as SCALING_CAPTION
+from bench.report.scaling import TaskScaling, figure_stem, plot_scaling, scaling_section, scaling_tasks
 from bench.report.tables import Leaderboard, build_leaderboards
 
 T = TypeVar("T")
@@ -102,7 +104,8 @@ class FigureJob:
     draw: Callable[[], Figure | str]  # a figure, or why there is none
 
 
-def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInfo]) -> list[FigureJob]:
+def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInfo],
+                scaled: Sequence[TaskScaling] = ()) -> list[FigureJob]:
     styles = method_styles(summary.methods)
     jobs = [
         FigureJob("error_vs_k", "Error vs coarse-graining factor",
@@ -144,6 +147,8 @@ def figure_jobs(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInf
                   "(time-dependent tasks).",
                   lambda: plot_spectra(summary, artifacts, infos, styles)),
     ]
+    jobs += [FigureJob(figure_stem(ts.task), f"Data scaling: {ts.task}", SCALING_CAPTION,
+                       lambda ts=ts: plot_scaling(ts)) for ts in scaled]  # a --n-train run only
     return jobs
 
 
@@ -181,6 +186,18 @@ def figures_markdown(figs: Sequence[FigureEntry]) -> str:
     return "\n".join(lines)
 
 
+def _write_scaling(out: Path, run: Run, section: Section | None, figs: Sequence[FigureEntry] = ()) -> None:
+    """``scaling.md``: the data-scaling tables (and figures, once drawn) of a ``--n-train``
+    run; an old one is removed from a report of a run without."""
+    path = out / "scaling.md"
+    if section is None:
+        path.unlink(missing_ok=True)
+        return
+    parts = [f"# Data scaling: {run.name}", "", *provenance_lines(run), "", section_markdown(section)]
+    parts += [figures_markdown(figs)] if figs else []
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
 def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> Path:
     """Write the report of ``run_dir`` into ``out_dir`` (default ``reports/<run name>``
     relative to the working directory); see `bench.report` for the files."""
@@ -193,8 +210,13 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> Path
     boards = build_leaderboards(summary)
     d = derived_tables(summary, boards)
     problems += d.problems
-    more = sections(d)
+    scaled = _guard("data-scaling tables", problems, lambda: scaling_tasks(summary), [])
+    scaling = _guard("data-scaling tables", problems, lambda: scaling_section(scaled, run.meta.get("budgets")),
+                     None) if scaled else None  # a --n-train run only
+    more = sections(d) + ([scaling] if scaling else [])
     more_md = [section_markdown(x) for x in more]
+    files = [f for f in TEXT_FILES if f != "index.html"] + (["scaling.md"] if scaling else [])
+    _write_scaling(out, run, scaling)
     (out / "leaderboard.md").write_text(render_markdown(boards, run, more_md), encoding="utf-8")
     (out / "leaderboard.tex").write_text(render_latex(boards, run), encoding="ascii")
     tex = {
@@ -210,12 +232,13 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> Path
     # Figures last: every table above is on disk whatever happens while drawing.
     size = str(run.meta.get("size") or "small")
     infos = {t: task_info(t, size) for t in summary.tasks}
-    figs = draw_figures(figure_jobs(summary, artifacts, infos), out)
+    figs = draw_figures(figure_jobs(summary, artifacts, infos, scaled), out)
     problems += [f"figure {f.stem}: {f.error}" for f in figs if f.error]
     (out / "leaderboard.md").write_text(render_markdown(boards, run, [*more_md, figures_markdown(figs)]),
                                         encoding="utf-8")
+    _write_scaling(out, run, scaling, [f for f in figs if f.stem.startswith("scaling_")])
     boards_section = Section("leaderboards", "Leaderboards", LEGEND.replace("**", ""),
                              [board_grid(b) for b in boards], "No results recorded.")
-    page = render_html(run, [boards_section, *more], figs, [f for f in TEXT_FILES if f != "index.html"], problems)
+    page = render_html(run, [boards_section, *more], figs, files, problems)
     (out / "index.html").write_text(page, encoding="utf-8")
     return out

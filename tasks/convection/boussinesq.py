@@ -170,13 +170,17 @@ class SpectralFD:
         z = self.ops.zero_rows(u)
         return self.ops.stack([self._cat([u, z]), self._cat([theta, z]), w])
 
-    def to_fields(self, state: Any) -> np.ndarray:
-        """Cell-centred ``(B, 3, h, w)`` float64 NumPy array (T, u, w)."""
+    def fields(self, state: Any) -> Any:
+        """Cell-centred ``(B, 3, h, w)`` (T, u, w), a view in the backend's array type
+        (torch: differentiable; see `tasks.convection.differentiable`)."""
         phys = self.ops.irfft(state, self.w)
         t = phys[1, :, :-1] + (1.0 - self._zc)
         w_c = 0.5 * (phys[2, :, 1:] + phys[2, :, :-1])
-        out = self.ops.stack([t, phys[0, :, :-1], w_c])
-        return self.ops.to_numpy(out).transpose(1, 0, 2, 3).copy()
+        return self.ops.stack([t, phys[0, :, :-1], w_c]).swapaxes(0, 1)
+
+    def to_fields(self, state: Any) -> np.ndarray:
+        """Cell-centred ``(B, 3, h, w)`` float64 NumPy array (T, u, w)."""
+        return self.ops.to_numpy(self.fields(state)).copy()
 
     def initial_state(self, batch: int, rng: np.random.Generator, amplitude: float = 0.1) -> Any:
         """Conductive profile at rest plus a random temperature perturbation of the lowest

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from nskernel import K_VALUES, SIZES, CoarseSolver, Dataset, Metric, TaskSpec
 from nskernel.grid import restrict
 from tasks.convection.boussinesq import PLATES, SpectralFD
+from tasks.convection.differentiable import coarse_advance_torch
 from tasks.convection.physics import (
     MASS_FLUX,
     NUSSELT_ERR,
@@ -250,17 +252,24 @@ class Convection:
         ph, aspect = self.physics, self.aspect
 
         def solver(scheme: str) -> CoarseSolver:
+            x_scheme = "fd2" if scheme == "fv" else "spectral"
+
             def advance(state: np.ndarray, k: int, cs: float = DEFAULT_CS[scheme],
                         cfl: float = DEFAULT_CFL) -> np.ndarray:
-                return self.coarse_advance(state, k, "fd2" if scheme == "fv" else "spectral", cs, cfl)
+                return self.coarse_advance(state, k, x_scheme, cs, cfl)
 
             def solve(inputs: np.ndarray, k: int, cs: float = DEFAULT_CS[scheme],
                       cfl: float = DEFAULT_CFL) -> np.ndarray:
                 return advance(restrict(np.asarray(inputs, dtype=np.float64), k), k, cs, cfl)
 
+            def differentiable(state: Any, closure: Callable[[Any], Any] | None = None, steps: int | None = None,
+                               cs: float = DEFAULT_CS[scheme], cfl: float = DEFAULT_CFL) -> tuple[Any, int]:
+                return coarse_advance_torch(self, state, x_scheme, cs, cfl, closure, steps)
+
             what = ("second-order conservative FD (central in x, staggered in z)" if scheme == "fv"
                     else "the fine scheme (Fourier x, staggered FD z)")
             return CoarseSolver(solve=solve, advance=advance, params={"cs": DEFAULT_CS[scheme], "cfl": DEFAULT_CFL},
+                                differentiable=differentiable,
                                 description=f"{what} on the k-coarse grid + Smagorinsky eddy viscosity cs")
 
         return TaskSpec(
