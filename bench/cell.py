@@ -36,7 +36,7 @@ from bench.names import build_method, build_task
 from bench.provenance import provenance
 from bench.records import measurement, record_path, write_json_atomic
 from bench.scaling import n_train_fields
-from bench.scoring import evaluate, evaluate_rollouts, scored_metrics
+from bench.scoring import evaluate, evaluate_rollouts, scored_metrics, validation_score
 from nskernel import Budget, Context, Dataset, Device, Factors, Task
 from nskernel.errors import CellTimeout, Diverged, NotApplicable
 
@@ -67,18 +67,24 @@ class CellConfig:
     checkpoint_every_s: float = 30.0
     #: train on the first n_train samples of the training split (``--n-train``); None: all
     n_train: int | None = None
+    #: the split the cell scores: "test" (a ``bench run`` cell) or "validation" (a tuning
+    #: trial, `bench.tune`: fit, then score the validation split at the training factors;
+    #: the test split is never predicted, timed or scored)
+    scored_split: str = "test"
 
     def identity(self) -> dict[str, Any]:
         """What determines the cell's numbers (not where files go or how it is shown):
         the budget's mode, amount and batch, but not its wall-clock safety cap, which
         changes no number (a cell it stops is ``truncated``); the training-set size only
-        when set, so the cells of a run without ``--n-train`` keep their hashes."""
+        when set, so the cells of a run without ``--n-train`` keep their hashes (and the
+        scored split only when it is not the test split, for the same reason)."""
         b = self.budget
         amount = {"epochs": b.epochs} if b.mode == "epochs" else {"flops": b.flops}
         return {"task": self.task, "method": self.method, "seed": self.seed, "size": self.size,
                 "k_train": list(self.factors.train), "k_test": list(self.factors.test),
                 "device": str(self.device), "dtype": self.dtype,
-                "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}, **n_train_fields(self.n_train)}
+                "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}, **n_train_fields(self.n_train),
+                **({"scored_split": self.scored_split} if self.scored_split != "test" else {})}
 
     @property
     def config_hash(self) -> str:
@@ -245,6 +251,9 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     ctx.apply()
     train, test = train_test(task, data, cfg.factors, cfg.n_train)
     rec["budget"] = dataclasses.asdict(cfg.budget)
+    if cfg.scored_split == "validation":
+        _execute_trial(cfg, rec, method, train, spec, ctx)
+        return
     with PeakMemory(cfg.device) as mem:
         t0 = time.perf_counter()
         method.fit(train, spec, cfg.budget, ctx)
@@ -293,12 +302,33 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     rec["calibration"] = {"levels": ECE_LEVELS.tolist(), "observed": artifacts["calibration"]}
     rec["snapshot"] = _save_snapshot(cfg, artifacts["snapshot"])
     rec["probabilistic"] = bool(method.probabilistic)
+    _method_facts(cfg, rec, method, save=True)
+
+
+def _execute_trial(cfg: CellConfig, rec: dict[str, Any], method: Any, train: Dataset, spec: Any,
+                   ctx: Context) -> None:
+    """A tuning trial (`bench.tune`): fit as a test cell does, then score the validation
+    split only (``rec["validation"]``); the record's measurements are costs, no test metric."""
+    with PeakMemory(cfg.device) as mem:
+        t0 = time.perf_counter()
+        method.fit(train, spec, cfg.budget, ctx)
+        train_s = time.perf_counter() - t0
+        ctx.check_deadline("fit")
+        rec["validation"] = validation_score(method, train.validation, cfg.factors.train, ctx)
+    n_params = method.n_params()
+    rec["measurements"] = [measurement("train_s", train_s), measurement("peak_mem_mb", mem.peak_mb)] + (
+        [measurement("n_params", float(n_params))] if n_params is not None else [])
+    _method_facts(cfg, rec, method, save=False)  # the tuned variant is trained again by `bench run`
+
+
+def _method_facts(cfg: CellConfig, rec: dict[str, Any], method: Any, save: bool) -> None:
+    """What the fitted method says about itself (diagnostics, its checkpoint, truncation)."""
     diagnostics = method.diagnostics()
     clash = sorted(set(diagnostics) & set(rec))
     if clash:  # a method's facts must never overwrite what the harness recorded
         raise RuntimeError(f"{method.name}.diagnostics() returned keys the record already has: {clash}")
     rec.update(diagnostics)
-    if method.save(cfg.checkpoint_dir):
+    if save and method.save(cfg.checkpoint_dir):
         rec["checkpoint"] = str(cfg.checkpoint_dir.relative_to(cfg.run_dir))
     truncated = method.truncation()
     if truncated:  # measured, but never shown as a normal result

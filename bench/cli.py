@@ -1,5 +1,5 @@
-"""Command line: ``python -m bench {run,list,data,report,compare,predict}``. Thin: parse, then call the
-plain functions in `bench.runner`, `bench.data` and `bench.report`.
+"""Command line: ``python -m bench {run,tune,list,data,report,compare,predict}``. Thin: parse, then call the
+plain functions in `bench.runner`, `bench.tune`, `bench.data` and `bench.report`.
 
 Exit codes: 0 success; 1 some cell failed / diverged / timed out; 2 bad input (nothing
 is computed or written).
@@ -8,129 +8,12 @@ is computed or written).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.cli_args import build_parser, default_threads, run_parser
 from nskernel.errors import UsageError
-
-EPILOG = "Exit codes: 0 all cells ok or n/a; 1 a cell failed, diverged or timed out; 2 bad input."
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(t) for t in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like '4,8', got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return vals
-
-
-def _default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _budget_help() -> str:
-    from bench.config import BUDGETS
-
-    return "; ".join(f"{size}: {b.describe()}" for size, b in BUDGETS.items())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from bench.config import BUDGETS
-    from bench.tracking import TRACKERS
-
-    p = argparse.ArgumentParser(prog="python -m bench", description="NeuroScale Bench: multiscale "
-                                "neural-operator benchmark (task x method matrix).", epilog=EPILOG)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("run", help="run a task x method matrix and write records, results.csv, report",
-                       epilog=EPILOG)
-    r.add_argument("--tasks", default="all", help="'all', comma list, or quoted glob; variants as name:field=value")
-    r.add_argument("--methods", default="all",
-                   help="'all', comma list, quoted glob ('neuroscale*'), variants (fno:n_modes=12), module:Class")
-    r.add_argument("--size", default="small", choices=list(BUDGETS), help="benchmark size (default: small)")
-    r.add_argument("--seeds", type=_ints, default=(0,), help="training seeds, e.g. '0,1,2' (default: 0)")
-    r.add_argument("--k-train", type=_ints, default=(4, 8), help="coarse-graining factors to train on (default: 4,8)")
-    r.add_argument("--k-test", type=_ints, default=(4, 8, 16), help="factors to evaluate (default: 4,8,16)")
-    r.add_argument("--n-train", type=_ints, metavar="N,...",
-                   help="data-scaling run: each cell once per training-set size, on the first N samples of the "
-                        "task's training split, e.g. 64,128,256 (default: the whole split; docs/experiments.md)")
-    r.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-    r.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="training dtype")
-    r.add_argument("--threads", type=int, help="CPU threads per cell (default: available cores / jobs)")
-    r.add_argument("--jobs", type=int, default=1,
-                   help="cells run in parallel worker processes (default 1; timings taken in parallel are "
-                        "flagged as loaded, use 1 for publishable speedups)")
-    r.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="where cells run: 'local' (this process, or --jobs worker processes; default) or 'ray' "
-                        "(one Ray task per cell; see docs/distributed.md)")
-    r.add_argument("--address", help="with --executor ray: the cluster to use ('auto', HOST:PORT or "
-                                     "ray://HOST:PORT; default $RAY_ADDRESS, else a local Ray instance)")
-    r.add_argument("--out", type=Path, help="run directory (default: results/<size>); re-running resumes it")
-    r.add_argument("--data-dir", type=Path,
-                   help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
-    r.add_argument("--overwrite", action="store_true", help="recompute cells that already have a record")
-    r.add_argument("--retry-failed", action="store_true",
-                   help="recompute failed/diverged/timeout/truncated cells (training resumes from its checkpoint)")
-    r.add_argument("--epochs", type=int,
-                   help="train every neural method for N epochs (an epoch budget); default per size: "
-                        + _budget_help())
-    r.add_argument("--flops", type=float,
-                   help="train every neural method for F training FLOPs, turned into its own step count "
-                        "(an equal-compute budget, e.g. 2e13)")
-    r.add_argument("--batch-size", type=int, help="training batch size of every neural method (default per size)")
-    r.add_argument("--max-train-s", type=float,
-                   help="wall-clock safety cap on training per cell, seconds: a cell it stops is recorded "
-                        "'truncated', never as a normal result (not part of a cell's identity)")
-    r.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
-                   help="write a resumable training checkpoint at most this often (default 30; 0: every epoch)")
-    r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
-    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--log", default="none", choices=list(TRACKERS),
-                   help="log each cell's learning curve and final scores to TensorBoard (<out>/tensorboard/) or to "
-                        "Weights & Biases in offline mode (<out>/wandb/); default none (docs/experiments.md)")
-    r.add_argument("--config", type=Path, metavar="FILE",
-                   help="experiment file (TOML) setting any of these options, keys with underscores (k_train = "
-                        "[4, 8]); options given here override it. Every run writes its resolved options to "
-                        "<out>/experiment.toml (docs/experiments.md)")
-
-    sub.add_parser("list", help="list tasks, methods (with parameters), variants and metrics")
-
-    d = sub.add_parser("data", help="generate (or verify) the cached datasets only; --export writes them out")
-    d.add_argument("--tasks", default="all")
-    d.add_argument("--size", default="small", choices=list(BUDGETS))
-    d.add_argument("--data-dir", type=Path)
-    d.add_argument("--export", type=Path, metavar="DIR",
-                   help="also write each task's dataset as a self-contained HDF5 file (with its split indices) "
-                        "into DIR, beside a copy of docs/data-format.md")
-
-    rep = sub.add_parser("report", help="write leaderboards and figures for a run directory")
-    rep.add_argument("run_dir", type=Path)
-    rep.add_argument("--out", type=Path, help="output folder (default: reports/<run name>)")
-    pr = sub.add_parser("predict", help="reload a cell's trained model from its checkpoint and re-score it",
-                        epilog="Exit codes: 0 the re-scored rel_l2 matches the record to 1e-6; 1 it does not; "
-                               "2 bad input or no usable checkpoint.")
-    pr.add_argument("run_dir", type=Path)
-    pr.add_argument("--task", required=True, help="as in the run, e.g. darcy or turbulence:re=1e4")
-    pr.add_argument("--method", required=True, help="as in the run, e.g. fno or neuroscale:gamma=0")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--n-train", type=int, help="the cell's training-set size, in a run with --n-train")
-    pr.add_argument("--data-dir", type=Path,
-                    help="dataset cache (default: $NEUROSCALE_DATA or ~/.cache/neuroscale-bench)")
-    c = sub.add_parser("compare", help="regression check: exit 1 if NEW is worse than BASELINE",
-                       epilog="Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.")
-    c.add_argument("baseline", type=Path, help="baseline run directory or results.csv")
-    c.add_argument("new", type=Path, help="new run directory or results.csv")
-    c.add_argument("--tol", action="append", default=[], metavar="METRIC=RTOL[:ATOL]",
-                   help="tolerance override, repeatable (e.g. rel_l2=0.02, speedup=0.5)")
-    c.add_argument("--tol-file", type=Path, help='JSON {"metric": {"rtol": r, "atol": a}}')
-    c.add_argument("--z", type=float, default=2.0, help="seed-spread multiplier (default 2)")
-    c.add_argument("--all", action="store_true", help="show unchanged rows too")
-    return p
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -146,6 +29,22 @@ def cmd_predict(a: argparse.Namespace) -> int:
     ok = worst <= 1e-6
     print("matches the record" if ok else "DIFFERS from the record (beyond 1e-6)")
     return 0 if ok else 1
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    if a.threads is not None and a.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    _check_device(a.device, "local")
+    from bench.data import default_data_dir
+    from bench.tune import TuneConfig, format_summary, tune
+
+    s = tune(TuneConfig(task=a.task, method=a.method, trials=a.trials, size=a.size, seed=a.seed, out=a.out,
+                        data_dir=a.data_dir or default_data_dir(), k_train=a.k_train, device=a.device, dtype=a.dtype,
+                        threads=a.threads or default_threads(), epochs=a.epochs, flops=a.flops,
+                        batch_size=a.batch_size, max_train_s=a.max_train_s, timeout_s=a.timeout,
+                        progress=not a.quiet))
+    print(format_summary(s))
+    return 0 if s["best_variant"] else 1
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -201,12 +100,6 @@ def _check_run_args(a: argparse.Namespace) -> None:
         import_ray()  # not installed: a clear error now, not after planning
 
 
-def run_parser() -> argparse.ArgumentParser:
-    """A fresh parser of the ``run`` subcommand: the source of the experiment-file keys."""
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["run"]
-
-
 def _apply_config(a: argparse.Namespace) -> None:
     """``--config FILE``: its values replace the defaults, not the options given explicitly."""
     from bench.experiment import explicit_keys, merge, options, read_experiment
@@ -224,7 +117,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from bench.experiment import options, resolved
     from bench.runner import RunConfig, run
 
-    threads = a.threads or max(1, _default_threads() // max(a.jobs, 1))
+    threads = a.threads or max(1, default_threads() // max(a.jobs, 1))
     out, data_dir = a.out or Path("results") / a.size, a.data_dir or default_data_dir()
     cfg = RunConfig(tasks=a.tasks, methods=a.methods, size=a.size, seeds=a.seeds, k_train=a.k_train,
                     k_test=a.k_test, device=a.device, dtype=a.dtype,
@@ -320,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `run --config`: what the command line gave
     handler = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "report": cmd_report,
-               "compare": cmd_compare, "predict": cmd_predict}[args.command]
+               "compare": cmd_compare, "predict": cmd_predict, "tune": cmd_tune}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -32,6 +32,22 @@ def scored_metrics(task_metrics: Sequence[Metric] = ()) -> list[Metric]:
     return [m for m in METRICS.values() if m.fn is not None] + list(task_metrics)
 
 
+def validation_score(method: Method, val: Dataset | None, ks: Sequence[int], ctx: Context) -> dict[str, Any]:
+    """The score of a tuning trial (`bench.tune`): the suite's ``rel_l2`` of the method's
+    mean prediction on the validation split, at the training factors ``ks`` only (an
+    unseen factor stays unseen), averaged over samples and factors, as the neural methods'
+    own model selection (`NeuralMethod.selection_error`) defines it. Never the test split."""
+    if val is None or not len(val):
+        raise NotApplicable("the task has no validation split to score a tuning trial on")
+    ctx.check_deadline("predict")
+    preds = method.predict_many(val.inputs, list(ks))
+    per_k = [float(core.rel_l2(preds[k].mean, val.targets[k]).mean()) for k in ks]
+    if not np.isfinite(per_k).all():
+        raise Diverged("the validation rel_l2 is not finite")
+    return {"metric": "rel_l2", "split": "validation", "k": list(ks), "per_k": per_k,
+            "value": float(np.mean(per_k)), "n": len(val)}
+
+
 def _na_rows(names: list[str], k: int, unseen: bool, reason: str) -> list[dict[str, Any]]:
     return [measurement(m, np.nan, k=k, unseen=unseen, status="n/a", reason=reason) for m in names]
 
