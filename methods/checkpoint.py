@@ -86,10 +86,17 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def read_checkpoint(directory: Path, expect: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_checkpoint(directory: Path, expect: dict[str, Any],
+                    defaults: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(tensors, meta)`` of the checkpoint in ``directory``, after checking that every
-    key of ``expect`` has the same (JSON) value in its metadata."""
+    key of ``expect`` has the same (JSON) value in its metadata. With the method's
+    hyperparameter ``defaults``, a parameter the saved ``params`` lack (declared after the
+    checkpoint was written, e.g. ``augment``) is not compared while it is at its default."""
     meta = read_meta(directory)
+    saved = meta.get("params")
+    if defaults is not None and "params" in expect and isinstance(saved, dict):
+        expect = {**expect, "params": {k: v for k, v in expect["params"].items()
+                                       if k in saved or k not in defaults or v != defaults[k]}}
     for key, value in plain(expect).items():
         if meta.get(key) != value:
             what = {"params": "hyperparameters", "spec": "task"}.get(key, key)

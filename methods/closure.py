@@ -96,6 +96,8 @@ class Closure(NeuralMethod):
         return None if solver is None else solver.differentiable
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         if not spec.time_dependent:
             return f"task {spec.name} is steady: a closure corrects the steps of a time-dependent coarse solver"
         if self._differentiable(spec) is None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from methods.augment import Augmenter, augment_reason, check_augment
 from methods.checkpoint import read_checkpoint, spec_identity, tensor_state, write_checkpoint
 from methods.ensemble import Moments, member_seed, mixture_draws, train_members
 from methods.training import Schedule, TrainLog, late_gain, merge_logs, to_context, train
@@ -42,17 +43,29 @@ _NORMALISATION = ("_x_mean", "_x_std", "_y_mean", "_y_std")
 
 class NeuralMethod(Method):
     """Abstract base. Every neural method has the training hyperparameters ``lr`` and
-    ``weight_decay`` (AdamW) and ``schedule`` (`methods.training.Schedule`)."""
+    ``weight_decay`` (AdamW), ``schedule`` (`methods.training.Schedule`), ``augment``
+    (`methods.augment`: "none", "group", "shift", "group+shift"; a mode the task cannot
+    support makes the method n/a: a subclass's `not_applicable` starts from this one's) and
+    ``amp`` (bf16 autocast while training, `methods.precision`); docs/training.md."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"
+    augment: str = "none"
+    amp: bool = False
     _rollout = False  # not a hyperparameter (unannotated): see `in_rollout`
+    # Not a hyperparameter (unannotated): the moves of the training batch (`methods.augment`;
+    # None: none). A loss reading per-sample data by ``idx`` moves them with ``.apply``.
+    batch_transform = None
 
     def check_params(self) -> None:
         Schedule(self.schedule)  # raises for an unknown schedule
+        check_augment(self.augment)
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+
+    def not_applicable(self, spec: TaskSpec) -> str | None:
+        return augment_reason(self.augment, spec)
 
     # -- what a neural method declares -------------------------------------------------
     @abc.abstractmethod
@@ -172,18 +185,28 @@ class NeuralMethod(Method):
         """Build network ``index`` (``self.model`` while it trains) and run the shared loop."""
         self.model = to_context(self.build_model(self._spec), ctx)
         self.model.train()
+        aug = Augmenter.maybe(self.augment, self._spec, tuple(Ys), ctx.seed)
 
         def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-            terms = self.loss_terms(X[idx], {k: y[idx] for k, y in Ys.items()}, idx)
+            terms = self.loss_terms(*self.training_batch(aug, X, Ys, idx), idx)
             total = sum(terms.values())
             return total, {n: float(t.detach()) for n, t in terms.items()}
 
         val_fn = None if self._val is None else (lambda: self.selection_error(*self._val))
         log = train(self.model, loss_fn, len(X), budget=budget, ctx=ctx, lr=self.lr, weight_decay=self.weight_decay,
                     schedule=self.schedule, val_fn=val_fn, checkpoint=self.checkpoint_path(ctx, f"net{index}"),
-                    desc=f"train {self.name}")
+                    generators=[] if aug is None else [aug.generator], desc=f"train {self.name}", amp=self.amp)
         self.model.eval()
         return self.model, log
+
+    def training_batch(self, aug: Augmenter | None, X: torch.Tensor, Ys: dict[int, torch.Tensor],
+                       idx: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """The batch ``idx`` as the loss sees it: normalised inputs, targets; moved by a
+        fresh draw of ``aug`` unless it is None (`methods.augment.Augmenter.batch`)."""
+        x, ys = X[idx], {k: y[idx] for k, y in Ys.items()}
+        if aug is not None:
+            self.batch_transform, x, ys = aug.batch(x, ys, self._x_mean, self._x_std)
+        return x, ys
 
     @staticmethod
     def checkpoint_path(ctx: Context, part: str) -> Path | None:
@@ -211,7 +234,7 @@ class NeuralMethod(Method):
 
     def restore(self, directory: Path, spec: TaskSpec, ctx: Context) -> NeuralMethod:
         state, meta = read_checkpoint(directory, {"method": self.name, "params": self.get_params(),
-                                                  "spec": spec_identity(spec)})
+                                                  "spec": spec_identity(spec)}, defaults=self.param_defaults())
         if len(state["networks"]) != meta["n_networks"]:
             raise ValueError(f"checkpoint {directory}: {len(state['networks'])} networks, its metadata says "
                              f"{meta['n_networks']}")

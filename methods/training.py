@@ -17,7 +17,8 @@ closure that maps a batch of sample indices to ``(loss, terms)``. The loop owns:
   every ``ctx.checkpoint_every_s`` seconds, and a run started again with the same path
   resumes from it and ends exactly where an uninterrupted run would;
 * the wall-clock safety cap of the budget (``stopped = "truncated"``) and the cell's
-  hard deadline (-> `CellTimeout`), and the progress bar.
+  hard deadline (-> `CellTimeout`), and the progress bar;
+* with ``amp``, bf16 autocast of the model's training forward passes (`methods.precision`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from methods.checkpoint import load_tensors, save_atomic, tensor_state
 from methods.flops import count_step_flops
+from methods.precision import mixed_precision
 from nskernel import Budget, Context
 from nskernel.errors import Diverged
 
@@ -197,12 +199,22 @@ def train(
     checkpoint: Path | None = None,
     generators: Sequence[torch.Generator] = (),
     desc: str = "train",
+    amp: bool = False,
 ) -> TrainLog:
     """Minimise ``loss_fn`` over shuffled mini-batches of ``range(n_samples)``; see the
     module docstring. Shuffling uses a generator seeded from ``ctx.seed``, so the same
     seed gives the same run. ``generators``: other random generators the loss draws from
-    (saved in checkpoints with the rest). Returns the log; the model ends with the
-    weights of the best validation epoch (the last epoch without ``val_fn``)."""
+    (saved in checkpoints with the rest). ``amp``: the model's forward passes in training
+    mode run under bf16 autocast (`methods.precision.mixed_precision`). Returns the log;
+    the model ends with the weights of the best validation epoch (the last without ``val_fn``)."""
+    with mixed_precision(model, torch.device(ctx.device).type, ctx.torch_dtype, enabled=amp):
+        return _train(model, loss_fn, n_samples, budget, ctx, lr, weight_decay, grad_clip, schedule, val_fn,
+                      checkpoint, generators, desc)
+
+
+def _train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, budget: Budget, ctx: Context, lr: float,
+           weight_decay: float, grad_clip: float, schedule: str, val_fn: Callable[[], float] | None,
+           checkpoint: Path | None, generators: Sequence[torch.Generator], desc: str) -> TrainLog:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     bs = max(1, min(budget.batch_size, n_samples))

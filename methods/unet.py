@@ -145,6 +145,8 @@ class UNet(NeuralMethod):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         stride = 2**self.levels
         h, w = spec.fine_shape
         if h % stride or w % stride:

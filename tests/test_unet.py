@@ -112,4 +112,4 @@ def test_hyperparameters_are_stored_unchanged():
     kw = {"width": 8, "levels": 2, "blocks": 3, "lr": 2e-3}
     m = UNet(**kw)
     assert {n: m.get_params()[n] for n in kw} == kw
-    assert set(m.get_params()) == {"width", "levels", "blocks", "lr", "weight_decay", "schedule"}
+    assert set(m.get_params()) == {"width", "levels", "blocks", "lr", "weight_decay", "schedule", "augment", "amp"}

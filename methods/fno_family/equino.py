@@ -72,6 +72,8 @@ class EquiNO(FourierOperator):
             raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         if spec.divergence is None and spec.residual is None:
             return f"task {spec.name} publishes neither a divergence nor a residual to conserve"
         return None

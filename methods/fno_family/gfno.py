@@ -113,6 +113,8 @@ class GFNO(FourierOperator):
     width: int | None = None  # type: ignore[assignment]
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         if spec.symmetry == "none":
             return f"task {spec.name} declares no symmetry group (spec.symmetry = 'none')"
         if spec.symmetry not in GROUP_NAMES:

@@ -48,6 +48,8 @@ class PINO(FourierOperator):
             raise ValueError(f"unknown weighting {self.weighting!r}; valid: {', '.join(WEIGHTINGS)}")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         if spec.residual is None:
             return f"task {spec.name} publishes no PDE residual"
         return None

@@ -94,6 +94,8 @@ class PIPNO(FourierOperator):
     n_parallel: int = 3
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         if spec.residual is None:
             return f"task {spec.name} publishes no PDE residual: nothing to train on without labels"
         n = label_free_equations(spec)

@@ -30,6 +30,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from methods.augment import Augmenter
 from methods.fno_family.base import FourierOperator
 from methods.fno_family.gfno_layers import GROUP_NAMES, make_group, transform
 from methods.neural import rel_l2_loss
@@ -104,13 +105,16 @@ class PPINO(FourierOperator):
             loss = rel_l2_loss(self.phi(Yn[idx]), Xk0[idx])
             return loss, {"phi": float(loss.detach())}
 
+        aug = Augmenter.maybe(self.augment, spec, tuple(Ys), ctx.seed + 2)  # phase 2's own stream
+
         def fno_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-            out = self.model(X[idx])
-            data = self.data_loss(out, {k: y[idx] for k, y in Ys.items()})
-            xu, ou = X[idx], out
+            x, ys = self.training_batch(aug, X, Ys, idx)
+            out = self.model(x)
+            data = self.data_loss(out, ys)
+            xu, ou = x, out
             if group is not None:  # an unlabelled input: a training input moved by the group
                 g = int(torch.randint(group.order, (1,), generator=gen))
-                xu = transform(X[idx], group, g, tuple(spec.in_parity) or (1,) * spec.in_channels)
+                xu = transform(x, group, g, tuple(spec.in_parity) or (1,) * spec.in_channels)
                 ou = self.model(xu)
             pseudo = rel_l2_loss(self.phi(restrict(ou, k0)), restrict(xu, k0))
             total = data + self.pseudo_weight * pseudo
@@ -122,12 +126,13 @@ class PPINO(FourierOperator):
             self.logs[f"phi_{r}"] = train(self.phi, phi_loss, n, budget=phi_budget, ctx=ctx, lr=self.lr,
                                           weight_decay=self.weight_decay, schedule=self.schedule,
                                           checkpoint=self.checkpoint_path(ctx, f"phi{r}"),
-                                          desc=f"train {self.name} phi").to_dict()
+                                          desc=f"train {self.name} phi", amp=self.amp).to_dict()
             self.phi.eval().requires_grad_(False)
             self.model.train()
             log = train(self.model, fno_loss, n, budget=per_round, ctx=ctx, lr=self.lr,
                         weight_decay=self.weight_decay, schedule=self.schedule, val_fn=val_fn,
-                        checkpoint=self.checkpoint_path(ctx, f"round{r}"), generators=[gen], desc=f"train {self.name}")
+                        checkpoint=self.checkpoint_path(ctx, f"round{r}"), desc=f"train {self.name}", amp=self.amp,
+                        generators=[gen] if aug is None else [gen, aug.generator])
             self.logs[f"fno_{r}"] = log.to_dict()
             self.member_logs.append(log)
             self.model.eval()

@@ -85,6 +85,8 @@ class NeuroScale(NeuralMethod):
         return self.stem * 2 ** (self.scales - 1)
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
+        if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)
+            return reason
         h, w = spec.fine_shape
         if h % self.factor or w % self.factor:
             return f"fine grid {h}x{w} is not divisible by stem*2^(scales-1) = {self.factor}"
@@ -124,7 +126,10 @@ class NeuroScale(NeuralMethod):
             # sub-batch: an unbiased estimate of the batch-mean physics loss. Residuals
             # that run a solver through autograd (turbulence) cost ~10x the network.
             p = min(self.phys_batch, len(idx))
-            for n, t in self._physics(self.decode(u[:p]), self._x_raw[idx[:p]]).items():
+            raw = self._x_raw[idx[:p]]
+            if self.batch_transform is not None:  # an augmented batch: its inputs moved alike
+                raw = self.batch_transform.apply(raw, tuple(self._spec.in_parity))
+            for n, t in self._physics(self.decode(u[:p]), raw).items():
                 terms[n] = self.gamma * t
         return terms
 
