@@ -159,7 +159,8 @@ def test_changed_configuration_is_refused(tmp_path, data_dir):
     [
         (["--tasks", "nope"], "unknown task 'nope'; valid: convection, darcy, turbulence"),
         (["--methods", "fnoo"], "unknown method 'fnoo'; valid:"),
-        (["--methods", "fno:n_mode=3"], "has no parameter 'n_mode'; valid: lr, weight_decay, schedule, augment, amp, n_modes"),
+        (["--methods", "fno:n_mode=3"],
+         "has no parameter 'n_mode'; valid: lr, weight_decay, schedule, augment, amp, n_modes"),
         (["--methods", "fno:n_modes=abc"], "fno:n_modes=abc"),
         (["--methods", "coarse_fv:mean=median"], "median"),
         (["--methods", "coarse_fv:nope=1"], "unknown parameter"),
