@@ -16,20 +16,25 @@ scaled back by the input's standard deviation per unit time), ``N_k`` steps of t
 horizon. Training minimises the relative L2 error of ``omega_N`` against ``R_k`` of the
 fine state one horizon later, with gradients through all ``N_k`` solver steps (the whole
 horizon is unrolled); rollouts simply keep stepping. The last layer starts at zero, so an
-untrained closure *is* the LES, and training can only move it by what the data support.
+untrained closure is the LES run with ``N_k`` steps (the same numbers as
+``coarse_spectral`` wherever the LES's own batch CFL rule also gives ``N_k``), and
+training can only move it by what the data support.
 
 Differences from Kochkov et al.: the correction is a tendency added after each step
 (operator splitting), not a learned interpolation of the advective fluxes; one network
 serves every k (no k input, so it can answer at the unseen k); the CNN is small (9,857
 parameters on turbulence, not the FNO's ~357k: it runs ``N_k`` times per prediction and
 training differentiates through all of them, 52 steps at turbulence ``small`` k = 4,
-which is what a CPU budget allows). Rollouts keep the fitted ``N_k`` without a new CFL
-check: a flow that speeds up far beyond the training states could step unstably (it would
-show as a diverged rollout, never silently).
+which is what a CPU budget allows).
 
 ``N_k`` is fixed at fit time by the solver's own CFL rule on all training inputs at k (no
-targets read), so a prediction never depends on which samples share its batch. Written
-by hand: no library trains a correction through our solvers.
+targets read), so a prediction never depends on which samples share its batch. The price:
+every prediction and rollout step uses ``N_k`` without a new CFL check, so a test state
+faster than every training state (more likely with few training samples, ``--n-train``)
+steps above the CFL number the scheme was tuned for: less accurate, or a diverged cell,
+never silently. Finding ``N_k`` runs the solver over the training set once per k (its
+cost is part of ``train_s``). Written by hand: no library trains a correction through our
+solvers.
 """
 
 from __future__ import annotations

@@ -235,6 +235,10 @@ def test_differentiable_les_gradients_and_closure_hook(task, one_torch_thread):
     const = cs.differentiable(state.detach(), closure=lambda om: torch.ones_like(om), steps=2)[0]
     assert (const - plain).abs().max() < 1e-12 * plain.abs().max()
     assert abs(float(out.detach().mean() - plain.mean())) < 1e-12 and (out - plain).abs().max() > 1e-3
+    # a fluid at rest has zero strain, where d sqrt/dx is infinite: gradients stay finite
+    rest = torch.zeros_like(state, requires_grad=True)
+    (g_rest,) = torch.autograd.grad(cs.differentiable(rest, closure=lambda om: weight * om, steps=2)[0].sum(), rest)
+    assert torch.isfinite(g_rest).all()
 
 
 # -- data, hooks and metrics ----------------------------------------------------------

@@ -18,30 +18,15 @@ import torch
 
 from tasks.convection.boussinesq import SpectralFD
 from tasks.convection.ops import TorchOps
+from tasks.numerics.autograd import safe_sqrt
 
 Closure = Callable[[torch.Tensor], torch.Tensor]
-
-
-class _SafeSqrt(torch.autograd.Function):
-    """``sqrt`` with the subgradient 0 at 0 (torch's is inf, and inf * 0 = NaN): the
-    Smagorinsky ``|S|`` of a fluid at rest."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sqrt(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.where(y > 0, 0.5 * grad / y, torch.zeros_like(grad))
 
 
 class _AutogradOps(TorchOps):
     @staticmethod
     def sqrt(a: torch.Tensor) -> torch.Tensor:
-        return _SafeSqrt.apply(a)
+        return safe_sqrt(a)
 
 
 class TorchSpectralFD(SpectralFD):
