@@ -91,10 +91,7 @@ class Closure(NeuralMethod):
 
     def check_params(self) -> None:
         super().check_params()
-        for name in ("width", "depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints("width", "depth")
 
     def _differentiable(self, spec: TaskSpec) -> Callable[..., tuple[Any, int]] | None:
         solver = spec.coarse_solvers.get(self.base)

@@ -161,12 +161,7 @@ class DeepONet(NeuralMethod):
 
     def check_params(self) -> None:
         super().check_params()
-        for name in ("width", "p", "trunk_width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.trunk_depth, int) or isinstance(self.trunk_depth, bool) or self.trunk_depth < 1:
-            raise ValueError(f"trunk_depth must be an integer >= 1, got {self.trunk_depth!r}")
+        self.check_positive_ints("width", "p", "trunk_width", "trunk_depth")
 
     def build_model(self, spec: TaskSpec) -> torch.nn.Module:
         return DeepONetNet(spec.in_channels, spec.out_channels, spec.fine_shape, periodic_axes(spec.boundary),

@@ -67,6 +67,14 @@ class NeuralMethod(Method):
     def not_applicable(self, spec: TaskSpec) -> str | None:
         return augment_reason(self.augment, spec)
 
+    def check_positive_ints(self, *names: str) -> None:
+        """Raise ``ValueError`` unless each named hyperparameter is an integer >= 1 (a
+        bool is not): the size checks of the architectures' ``check_params``."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
     # -- what a neural method declares -------------------------------------------------
     @abc.abstractmethod
     def build_model(self, spec: TaskSpec) -> torch.nn.Module:

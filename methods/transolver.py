@@ -161,10 +161,7 @@ class Transolver(NeuralMethod):
 
     def check_params(self) -> None:
         super().check_params()
-        for n in ("width", "layers", "heads", "slices", "kernel"):
-            v = getattr(self, n)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{n} must be a positive integer, got {v!r}")
+        self.check_positive_ints("width", "layers", "heads", "slices", "kernel")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         if self.kernel % 2 == 0:

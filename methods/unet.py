@@ -139,10 +139,7 @@ class UNet(NeuralMethod):
 
     def check_params(self) -> None:
         super().check_params()
-        for name in ("width", "levels", "blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.check_positive_ints("width", "levels", "blocks")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
         if (reason := super().not_applicable(spec)) is not None:  # the augment mode (NeuralMethod)

@@ -7,7 +7,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from methods import closure as closure_module
 from methods.closure import Closure
@@ -73,10 +72,3 @@ def test_check_params():
     n = sum(p.numel() for p in Closure().build_model(Turbulence.sized("small").spec()).parameters())
     assert n == 9_857 and f"{n:,}" in closure_module.__doc__  # the count the module docstring states
 
-
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -319,15 +319,6 @@ def test_coarse_solvers(task: Convection, data: Dataset, family: str) -> None:
 
 
 # -- differentiable coarse solvers (the `closure` method's) -------------------------------
-@pytest.fixture
-def one_torch_thread():
-    """Tiny FFTs: on a loaded 2-core machine thread wake-ups dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("family", ["spectral", "fv"])
 def test_differentiable_coarse_solver_equals_advance(task: Convection, data: Dataset, family: str,
                                                     one_torch_thread: None) -> None:

@@ -311,15 +311,6 @@ def test_spectrum_error_metric(task, data):
     assert np.all(doubled == pytest.approx(math.log10(4), rel=1e-9))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """The residual runs ~100 tiny torch ops per step; on a loaded 2-core machine OpenMP
-    synchronisation made it 5-60x slower with 2 threads than with 1."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_residual_is_differentiable_and_smaller_on_truth(task, data, one_torch_thread):
     res, k = task.spec().residual, 4
