@@ -30,6 +30,8 @@ METHODS = build_registry(
 # ablations (docs/neuroscale.md) that the report's ablation table is built from.
 VARIANTS: tuple[str, ...] = (
     "neuroscale:gamma=0",
+    "neuroscale:physics=residual",  # the proposal's residual form of the physics loss
+    "neuroscale:spectral_modes=12",  # global Fourier mixing on every level
     "neuroscale:beta=0",
     "neuroscale:scales=1",
     "neuroscale:ensemble=1",

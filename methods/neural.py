@@ -57,6 +57,10 @@ class NeuralMethod(Method):
     # Not a hyperparameter (unannotated): the moves of the training batch (`methods.augment`;
     # None: none). A loss reading per-sample data by ``idx`` moves them with ``.apply``.
     batch_transform = None
+    # Not a hyperparameter: the share of the planned optimiser steps done when the current
+    # loss is evaluated (set by the shared loop's ``progress`` callback; for schedules of
+    # loss weights, e.g. NeuroScale's physics warm-up). Restored with a checkpoint's steps.
+    train_progress = 0.0
 
     def check_params(self) -> None:
         Schedule(self.schedule)  # raises for an unknown schedule
@@ -203,9 +207,13 @@ class NeuralMethod(Method):
         val_fn = None if self._val is None else (lambda: self.selection_error(*self._val))
         log = train(self.model, loss_fn, len(X), budget=budget, ctx=ctx, lr=self.lr, weight_decay=self.weight_decay,
                     schedule=self.schedule, val_fn=val_fn, checkpoint=self.checkpoint_path(ctx, f"net{index}"),
-                    generators=[] if aug is None else [aug.generator], desc=f"train {self.name}", amp=self.amp)
+                    generators=[] if aug is None else [aug.generator], desc=f"train {self.name}", amp=self.amp,
+                    progress=self._set_progress)
         self.model.eval()
         return self.model, log
+
+    def _set_progress(self, step: int, total: int) -> None:
+        self.train_progress = step / max(total, 1)
 
     def training_batch(self, aug: Augmenter | None, X: torch.Tensor, Ys: dict[int, torch.Tensor],
                        idx: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:

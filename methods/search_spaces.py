@@ -69,10 +69,13 @@ SEARCH_SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
         "lr": ("log-float", 1e-3, 3e-2),
         "weight_decay": _WEIGHT_DECAY,
         "gamma": ("log-float", 1e-3, 1.0),  # the physics loss's weight
+        "physics": ("choice", ("laws", "residual")),  # its form
+        "phys_warmup": ("float", 0.0, 0.5),  # share of the steps before it ramps in
         "beta": ("log-float", 1e-3, 1.0),  # the Gaussian NLL's weight (> 0: stays probabilistic)
         "dropout": ("float", 0.0, 0.2),
         "width": ("choice", (16, 32, 48)),  # each divisible by the default 4 heads
         "layers": ("int", 1, 3),
         "window": ("choice", (3, 5)),
+        "spectral_modes": ("choice", (0, 8, 12)),  # Fourier mixing on every level (0: none)
     },
 }

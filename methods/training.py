@@ -200,21 +200,25 @@ def train(
     generators: Sequence[torch.Generator] = (),
     desc: str = "train",
     amp: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrainLog:
     """Minimise ``loss_fn`` over shuffled mini-batches of ``range(n_samples)``; see the
     module docstring. Shuffling uses a generator seeded from ``ctx.seed``, so the same
     seed gives the same run. ``generators``: other random generators the loss draws from
     (saved in checkpoints with the rest). ``amp``: the model's forward passes in training
-    mode run under bf16 autocast (`methods.precision.mixed_precision`). Returns the log;
+    mode run under bf16 autocast (`methods.precision.mixed_precision`). ``progress(step,
+    total)`` is called before each loss evaluation (steps done, planned; a resumed run
+    continues from its checkpoint's count), for loss-weight schedules. Returns the log;
     the model ends with the weights of the best validation epoch (the last without ``val_fn``)."""
     with mixed_precision(model, torch.device(ctx.device).type, ctx.torch_dtype, enabled=amp):
         return _train(model, loss_fn, n_samples, budget, ctx, lr, weight_decay, grad_clip, schedule, val_fn,
-                      checkpoint, generators, desc)
+                      checkpoint, generators, desc, progress)
 
 
 def _train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, budget: Budget, ctx: Context, lr: float,
            weight_decay: float, grad_clip: float, schedule: str, val_fn: Callable[[], float] | None,
-           checkpoint: Path | None, generators: Sequence[torch.Generator], desc: str) -> TrainLog:
+           checkpoint: Path | None, generators: Sequence[torch.Generator], desc: str,
+           progress: Callable[[int, int], None] | None = None) -> TrainLog:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     bs = max(1, min(budget.batch_size, n_samples))
@@ -262,6 +266,8 @@ def _train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, budget: Budg
         for idx in torch.randperm(n_samples, generator=gen).split(bs):
             if log.steps >= total:
                 break
+            if progress is not None:
+                progress(log.steps, total)
             loss, terms = loss_fn(idx)
             if not torch.isfinite(loss):
                 raise Diverged(f"training loss became {loss.item()} at epoch {epoch + 1}, step {log.steps}")

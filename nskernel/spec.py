@@ -57,6 +57,15 @@ class TaskSpec:
       field ``u`` given on the grid coarsened by ``k`` (``k = 1`` is the fine grid), with
       the fine ``inputs`` supplying coefficients/forcing. Differentiable in ``u``.
     * ``divergence(u, k) -> Tensor``: discrete divergence of a velocity output (flows).
+    * ``laws(u, inputs, k) -> Tensor (N, m)``: violations of the laws that **every**
+      ``R_k`` of the fine solution satisfies exactly (to round-off): conservation,
+      sign and bound constraints. Dimensionless, differentiable in ``u``; its squared
+      norm per sample is the sum of the squared law metrics of the task, so the filtered
+      truth scores 0 (unlike ``residual`` at a coarse level, whose closure error it
+      carries). The law form of a physics loss.
+    * ``residual_exact``: the fine solution satisfies ``residual`` at ``physics_k`` to
+      round-off (a steady fine scheme); then its block sums (the flux balance of every
+      coarse cell, from the fine field) are laws too.
     * ``coarse_solvers``: the classical coarse-grid solvers by family (``"fv"``,
       ``"spectral"``), each a `CoarseSolver`; the methods ``coarse_fv`` and
       ``coarse_spectral`` look their family up here and record ``n/a`` if absent.
@@ -85,6 +94,8 @@ class TaskSpec:
     #: ill-conditioned or far costlier than the network (turbulence: see its docstring)
     physics_k: int = 1
     divergence: Callable[..., Any] | None = None
+    laws: Callable[..., Any] | None = None
+    residual_exact: bool = False
     coarse_solvers: Mapping[str, CoarseSolver] = field(default_factory=dict)
     fine_solve: Callable[[np.ndarray], np.ndarray] | None = None
     fine_solver_name: str = ""

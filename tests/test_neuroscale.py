@@ -109,8 +109,10 @@ def bilinear(n: int, coef: tuple[float, float, float, float]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fitted_poisson() -> NeuroScale:
     data = poisson_data(12).for_training((4, 8))
-    # Generous time, few epochs: the epochs bind, so the run is deterministic.
-    return NeuroScale(**TINY).fit(data, POISSON, Budget(epochs=3, max_train_s=60, batch_size=4), CTX)
+    # Generous time, few epochs: the epochs bind, so the run is deterministic. The
+    # proposal's residual form (the default law form needs TaskSpec.laws: test_physics_laws).
+    budget = Budget(epochs=3, max_train_s=60, batch_size=4)
+    return NeuroScale(**TINY, physics="residual").fit(data, POISSON, budget, CTX)
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def _physics(lf: float = 1.0, lc: float = 1.0) -> tuple[PhysicsLoss, torch.Tenso
     u = torch.as_tensor(bilinear(N, (0.3, 1.0, -2.0, 1.5)))[None, None]
     inputs = torch.cat([torch.zeros_like(u), u], dim=1)  # f = 0, g = u
     targets = {k: restrict(u, k) for k in (4, 8)}
-    return PhysicsLoss.from_data(POISSON, inputs, targets, lf, lc, 1.0), u, inputs
+    return PhysicsLoss.from_data(POISSON, inputs, targets, lf, lc, 1.0, form="residual"), u, inputs
 
 
 def test_physics_loss_zero_on_exact_field_and_exact_on_a_bump() -> None:
@@ -234,7 +236,7 @@ def test_divergence_term_zero_for_uniform_flow_positive_otherwise() -> None:
     wave = torch.sin(2 * math.pi * torch.as_tensor(cell_centres(N)))
     rough = y.clone()
     rough[:, 0] += wave
-    phys = PhysicsLoss.from_data(FLOW, rough, {k: restrict(rough, k) for k in (4, 8)}, 1.0, 1.0, 1.0)
+    phys = PhysicsLoss.from_data(FLOW, rough, {k: restrict(rough, k) for k in (4, 8)}, 1.0, 1.0, 1.0, form="residual")
     assert set(phys(y, rough)) == {"phys_div"}
     assert float(phys(y, rough)["phys_div"]) < 1e-28
     # For a field with only vx varying, the scale IS its divergence energy: term == 1.
@@ -322,7 +324,8 @@ def test_fit_reduces_loss_and_predicts_every_factor(fitted_poisson: NeuroScale) 
     assert m.n_params() == 2 * log["n_params_member"]
 
 
-@pytest.mark.parametrize("variant", [{"beta": 0, "ensemble": 1}, {"gamma": 0, "scales": 1, "dropout": 0}])
+@pytest.mark.parametrize("variant", [{"beta": 0, "ensemble": 1, "physics": "residual"},
+                                     {"gamma": 0, "scales": 1, "dropout": 0}])
 def test_flow_variants_shapes(variant: dict[str, float]) -> None:
     data = flow_data(8).for_training((4, 8))
     spec = dataclasses.replace(FLOW, time_dependent=True)  # also exercises `advance`
@@ -350,7 +353,7 @@ def test_fine_physics_term_runs_at_the_tasks_physics_k() -> None:
     spec = dataclasses.replace(POISSON, residual=residual, physics_k=2)
     u = torch.as_tensor(bilinear(N, (0.3, 1.0, -2.0, 1.5)))[None, None]
     inputs = torch.cat([torch.zeros_like(u), u], dim=1)
-    phys = PhysicsLoss.from_data(spec, inputs, {k: restrict(u, k) for k in (4, 8)}, 1.0, 0.0, 1.0)
+    phys = PhysicsLoss.from_data(spec, inputs, {k: restrict(u, k) for k in (4, 8)}, 1.0, 0.0, 1.0, form="residual")
     assert set(phys.scales) == {"res2", "res4", "res8"} and 1 not in calls
     blocky = prolong(restrict(u, 4), 2)  # the finest target, prolonged to level 2
     assert phys.scales["res2"] == pytest.approx(float(poisson_residual(blocky, inputs, 2).pow(2).mean()))

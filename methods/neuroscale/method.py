@@ -17,7 +17,7 @@ from torch import nn
 
 from methods.ensemble import Moments, member_seed, mixture_moments
 from methods.neural import NeuralMethod
-from methods.neuroscale.losses import PhysicsLoss, gaussian_nll, mse
+from methods.neuroscale.losses import FORMS, PhysicsLoss, gaussian_nll, mse
 from methods.neuroscale.model import NeuroScaleNet
 from methods.neuroscale.uncertainty import mc_dropout
 from nskernel import Budget, Context, Dataset, Prediction, TaskSpec
@@ -28,7 +28,9 @@ from nskernel.grid import prolong, restrict
 class NeuroScale(NeuralMethod):
     """Cross-scale attention operator with physics regularisation and uncertainty.
 
-    ``gamma`` weighs the physics loss, ``beta`` the Gaussian NLL (``beta=0`` removes the
+    ``gamma`` weighs the physics loss (``physics``: ``laws``, the constraints the filtered
+    truth satisfies exactly, or ``residual``, the proposal's PDE residuals; its weight is
+    ramped in after ``phys_warmup`` of the steps), ``beta`` the Gaussian NLL (``beta=0`` removes the
     variance head: deterministic predictions), ``scales`` is the number of hierarchy
     levels L+1 (1 = single-scale attention), ``ensemble`` the number M of members and
     ``dropout`` the (MC-)dropout rate. See docs/neuroscale.md.
@@ -49,10 +51,15 @@ class NeuroScale(NeuralMethod):
     stem: int = 4
     fourier: int = 4
     global_tokens: int = 4
+    spectral_modes: int = 0
     mc_samples: int = 4
+    physics: str = "laws"
+    phys_warmup: float = 0.0
     lambda_fine: float = 1.0
     lambda_coarse: float = 0.0
     lambda_div: float = 1.0
+    lambda_law: float = 1.0
+    lambda_balance: float = 0.0
     phys_batch: int = 4
     lr: float = 1e-2
     weight_decay: float = 1e-4
@@ -65,15 +72,19 @@ class NeuroScale(NeuralMethod):
             "width": self.width >= 1 and self.width % self.heads == 0, "heads": self.heads >= 1,
             "window": self.window >= 1 and self.window % 2 == 1, "layers": self.layers >= 0,
             "stem": self.stem >= 1 and self.stem & (self.stem - 1) == 0, "fourier": self.fourier >= 0,
-            "global_tokens": self.global_tokens >= 1, "mc_samples": self.mc_samples >= 1,
+            "global_tokens": self.global_tokens >= 1, "spectral_modes": self.spectral_modes >= 0,
+            "mc_samples": self.mc_samples >= 1,
             "lambda_fine": self.lambda_fine >= 0, "lambda_coarse": self.lambda_coarse >= 0,
-            "lambda_div": self.lambda_div >= 0, "phys_batch": self.phys_batch >= 1, "lr": self.lr > 0,
+            "lambda_div": self.lambda_div >= 0, "lambda_law": self.lambda_law >= 0,
+            "lambda_balance": self.lambda_balance >= 0, "physics": self.physics in FORMS,
+            "phys_warmup": 0 <= self.phys_warmup < 1, "phys_batch": self.phys_batch >= 1, "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
         }
         bad = [n for n, ok in checks.items() if not ok]
         if bad:
             values = self.get_params()
-            raise ValueError(f"neuroscale: invalid {', '.join(f'{n}={values[n]!r}' for n in bad)}")
+            raise ValueError(f"neuroscale: invalid {', '.join(f'{n}={values[n]!r}' for n in bad)} "
+                             f"(physics: one of {', '.join(FORMS)}; phys_warmup: a fraction in [0, 1))")
 
     @property  # type: ignore[override]  # per instance: beta=0 gives a deterministic method
     def probabilistic(self) -> bool:
@@ -103,7 +114,7 @@ class NeuroScale(NeuralMethod):
             window=self.window, scales=self.scales, layers=self.layers, stem=self.stem,
             fourier=self.fourier, global_tokens=self.global_tokens, dropout=self.dropout,
             variance=self.probabilistic, log2k_centre=self._log2k_centre,
-            periodic=spec.boundary == "periodic",
+            periodic=spec.boundary == "periodic", spectral_modes=self.spectral_modes,
         )
 
     def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -129,9 +140,17 @@ class NeuroScale(NeuralMethod):
             raw = self._x_raw[idx[:p]]
             if self.batch_transform is not None:  # an augmented batch: its inputs moved alike
                 raw = self.batch_transform.apply(raw, tuple(self._spec.in_parity))
+            weight = self.gamma * self.warmup_factor(self.train_progress)
             for n, t in self._physics(self.decode(u[:p]), raw).items():
-                terms[n] = self.gamma * t
+                terms[n] = weight * t
         return terms
+
+    def warmup_factor(self, progress: float) -> float:
+        """Physics weight multiplier at ``progress`` (share of the planned steps done): 0
+        for the first ``phys_warmup`` of training (the data term alone), then a linear
+        ramp to 1 over the next ``phys_warmup``."""
+        w = self.phys_warmup
+        return 1.0 if w == 0 else min(1.0, max(0.0, (progress - w) / w))
 
     def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
         u, _ = self.model(x)  # the member being trained, dropout off: its mean field
@@ -185,7 +204,8 @@ class NeuroScale(NeuralMethod):
             phys = PhysicsLoss.from_data(
                 spec, torch.as_tensor(train_data.inputs[sub], **dt),
                 {k: torch.as_tensor(v[sub], **dt) for k, v in train_data.targets.items()},
-                self.lambda_fine, self.lambda_coarse, self.lambda_div,
+                self.lambda_fine, self.lambda_coarse, self.lambda_div, self.physics, self.lambda_law,
+                self.lambda_balance,
             )
             self._physics = phys if phys.active else None
         # Physics hooks need the inputs in physical units, indexed like the loop's batches.

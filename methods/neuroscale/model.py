@@ -11,8 +11,11 @@ Data flow for a fine input ``x`` of shape ``(B, C_in, H, W)``:
    Averaging *nonlinear* local features is a learned family of cell averages
    (arithmetic, harmonic-like, interface density, orientation), the homogenisation-style
    statistics a coarse model of a rough coefficient needs.
-3. ``layers`` blocks of `CrossScaleAttention` (joint softmax over scales) plus a pointwise
-   MLP, each followed by a bottom-up pass ``U^(l) += B_l R_2 U^(l-1)`` that carries the
+3. ``layers`` blocks of `CrossScaleAttention` (joint softmax over scales), in parallel
+   with it (``spectral_modes > 0``) a depthwise Fourier filter on every level (global
+   mixing at each level's own resolution, the lowest ``spectral_modes`` modes per axis:
+   neuraloperator's separable `SpectralConv`), plus a pointwise MLP, each followed by a
+   bottom-up pass ``U^(l) += B_l R_2 U^(l-1)`` that carries the
    updated finer levels to the coarser ones.
 4. Synthesis: ``U~ = sum_l P_{s 2^l} U^(l)`` (P = piecewise-constant prolongation, the
    sum over l of the proposal's formula) plus the fine lift features, then a pointwise
@@ -27,6 +30,7 @@ from __future__ import annotations
 import math
 
 import torch
+from neuralop.layers.spectral_convolution import SpectralConv
 from torch import nn
 
 from methods.dropout import FastDropout
@@ -53,11 +57,18 @@ def fourier_features(h: int, w: int, n_freq: int, like: torch.Tensor) -> torch.T
 class Block(nn.Module):
     """Pre-norm residual block: cross-scale attention, pointwise MLP, bottom-up pass."""
 
-    def __init__(self, width: int, heads: int, levels: int, window: int, global_tokens: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, levels: int, window: int, global_tokens: int, dropout: float,
+                 spectral_modes: int = 0) -> None:
         super().__init__()
         self.norm1 = nn.ModuleList(ChannelNorm(width) for _ in range(levels))
         self.norm2 = nn.ModuleList(ChannelNorm(width) for _ in range(levels))
         self.attn = CrossScaleAttention(width, heads, levels, window, global_tokens)
+        # Depthwise (separable) filters: width * modes^2 complex weights per level, the
+        # channel mixing is the MLP's. A level smaller than the modes keeps all of its own.
+        self.spectral = nn.ModuleList(
+            SpectralConv(width, width, n_modes=(spectral_modes, spectral_modes), separable=True)
+            for _ in range(levels if spectral_modes > 0 else 0)
+        )
         self.mlp = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, width, 1))
         self.up = nn.ModuleList(nn.Conv2d(width, width, 1, bias=False) for _ in range(levels - 1))
         for conv in self.up:  # start as the identity map of the hierarchy
@@ -65,7 +76,10 @@ class Block(nn.Module):
         self.drop = FastDropout(dropout)  # nn.Dropout with a cheaper CPU mask
 
     def forward(self, us: list[torch.Tensor]) -> list[torch.Tensor]:
-        zs = self.attn([n(u) for n, u in zip(self.norm1, us)])
+        normed = [n(u) for n, u in zip(self.norm1, us)]
+        zs = self.attn(normed)
+        if len(self.spectral):  # global mixing at every level, beside the attention
+            zs = [z + mix(v) for z, mix, v in zip(zs, self.spectral, normed)]
         us = [u + self.drop(z) for u, z in zip(us, zs)]
         us = [u + self.drop(self.mlp(n(u))) for n, u in zip(self.norm2, us)]
         out = [us[0]]
@@ -95,6 +109,7 @@ class NeuroScaleNet(nn.Module):
         variance: bool,
         log2k_centre: float,
         periodic: bool = False,
+        spectral_modes: int = 0,
     ) -> None:
         super().__init__()
         self.scales, self.stem, self.fourier = scales, stem, fourier
@@ -109,7 +124,7 @@ class NeuroScaleNet(nn.Module):
         self.lift_out = nn.Conv2d(width, width, 1)
         self.level_embed = nn.Parameter(torch.zeros(scales, width, 1, 1))
         self.blocks = nn.ModuleList(
-            Block(width, heads, scales, window, global_tokens, dropout) for _ in range(layers)
+            Block(width, heads, scales, window, global_tokens, dropout, spectral_modes) for _ in range(layers)
         )
         self.out_norm = ChannelNorm(width)
         self.out_proj = nn.Conv2d(width, width, 1)

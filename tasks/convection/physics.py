@@ -10,7 +10,8 @@ z = 0 and 0 at z = 1), ``w_ghost = -w``, ``u_ghost = -u`` (no-slip) or ``+u``
 * `temperature_residual`: trapezoidal-in-time residual of the temperature equation for
   the one-horizon map ``state(t) -> state(t + horizon)``.
 * `mass_flux`: the net volume fluxes through horizontal and vertical lines that
-  continuity and impermeable plates make zero (a law of the truth, docs/convection.md).
+  continuity and impermeable plates make zero (a law of the truth, docs/convection.md);
+  `mass_flux_law` is the same law as a differentiable vector (``TaskSpec.laws``).
 * `nusselt_err`, `profile_err`: statistics of the prediction vs the filtered truth.
 """
 
@@ -136,6 +137,19 @@ def mass_flux(pred: np.ndarray, inputs: np.ndarray, k: int) -> np.ndarray:
     cols = p[:, 1].mean(axis=-2)  # (N, w): net horizontal flux through each column
     cols = cols - cols.mean(axis=-1, keepdims=True)
     return np.sqrt((rows**2).mean(axis=-1) + (cols**2).mean(axis=-1)) / np.maximum(scale, 1e-300)
+
+
+def mass_flux_law(y: torch.Tensor, inputs: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
+    """`mass_flux` as a differentiable law vector ``(N, h + w)`` of ``y (N, 3, h, w)``:
+    the row means of ``w`` over ``sqrt(h) U`` and the column means of ``u`` about their
+    mean over ``sqrt(w) U``, so its squared norm per sample is ``mass_flux^2``. Zero for
+    every ``R_k`` of the truth; ``U`` comes from the inputs (no gradient)."""
+    vel = restrict(_tensor(inputs, y)[:, 1:], k)
+    scale = vel.pow(2).mean((1, 2, 3)).sqrt().clamp_min(torch.finfo(y.dtype).tiny)[:, None]
+    rows = y[:, 2].mean(-1) / math.sqrt(y.shape[-2])
+    cols = y[:, 1].mean(-2)
+    cols = (cols - cols.mean(-1, keepdim=True)) / math.sqrt(y.shape[-1])
+    return torch.cat([rows, cols], dim=1) / scale
 
 
 def nusselt(y: np.ndarray, ra: float, pr: float) -> np.ndarray:

@@ -30,6 +30,7 @@ from tasks.convection.physics import (
     PROFILE_ERR,
     Physics,
     divergence,
+    mass_flux_law,
     temperature_residual,
 )
 from tasks.convection.pointwise import convection_pointwise
@@ -284,6 +285,7 @@ class Convection:
             domain=(1.0, self.aspect),
             residual=lambda u, inputs, k: temperature_residual(u, inputs, k, ph),
             divergence=lambda u, k: divergence(u, aspect),
+            laws=mass_flux_law,
             coarse_solvers={"fv": solver("fv"), "spectral": solver("spectral")},
             fine_solve=self.fine_solve,
             fine_solver_name=self.fine_solver_name,

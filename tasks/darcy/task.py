@@ -11,7 +11,7 @@ same scheme on the k-coarse grid with a block-mean upscaled coefficient.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from nskernel import K_VALUES, SIZES, CoarseSolver, Dataset, Metric, TaskSpec
 from nskernel.grid import restrict
 from tasks.darcy import fv as fv2d
+from tasks.darcy.laws import compliance_bound, compliance_bounds, law_vector, max_principle
 from tasks.darcy.pointwise import darcy_pointwise
 from tasks.numerics.spd_solve import resolve_solver
 
@@ -114,78 +115,6 @@ class Physics:
     """What the Darcy metrics need of the task (``TaskSpec.physics``): the constant source."""
 
     forcing: float
-
-
-def max_principle(pred: np.ndarray, forcing: float) -> np.ndarray:
-    """Discrete maximum principle: ``||min(sign(f) pred, 0)||_2 / ||pred||_2`` per sample.
-
-    The fine FV matrix is an M-matrix (positive diagonal, non-positive off-diagonal,
-    irreducibly diagonally dominant through the wall faces), so ``A u = f`` with a constant
-    ``f > 0`` and zero Dirichlet walls gives ``u > 0`` in every cell; block averages keep the
-    sign, and so does the coarse FV solution (also an M-matrix). The metric is the share of
-    the prediction's norm that has the wrong sign: exactly 0 for the truth and the coarse
-    solver, 1 for ``-truth``, 0 for a zero field (which satisfies the law).
-    """
-    p = np.sign(forcing) * np.asarray(pred, dtype=np.float64)
-    num = np.sqrt((np.minimum(p, 0.0) ** 2).sum(axis=(1, 2, 3)))
-    den = np.sqrt((p**2).sum(axis=(1, 2, 3)))
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-
-@lru_cache(maxsize=8)
-def _unit_solution(ny: int, nx: int) -> np.ndarray:
-    """``phi`` with ``A(1) phi = 1``: the FV solution for a unit coefficient and source."""
-    phi = fv2d.solve(np.ones((ny, nx)), 1.0, solver="splu")
-    phi.setflags(write=False)
-    return phi
-
-
-def _faces(u: np.ndarray) -> list[np.ndarray]:
-    """``G u``: differences across the interior x and y faces, and ``u`` at the four walls
-    (``A(a) = G^T diag(t(a)) G``, `_face_transmissibilities` in the same order)."""
-    return [u[..., :, :-1] - u[..., :, 1:], u[..., :-1, :] - u[..., 1:, :],
-            u[..., :, :1], u[..., :, -1:], u[..., :1, :], u[..., -1:, :]]
-
-
-def _face_transmissibilities(a: np.ndarray) -> list[np.ndarray]:
-    ny, nx = a.shape[-2:]
-    tx, ty, bx, by = fv2d.transmissibilities(a, 1.0 / ny, 1.0 / nx)
-    return [tx, ty, bx[..., :, :1], bx[..., :, -1:], by[..., :1, :], by[..., -1:, :]]
-
-
-def compliance_bounds(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds ``(N,)`` on the domain mean of ``u / f`` from the fine
-    coefficient alone (Voigt and Reuss bounds of the discrete energy principles).
-
-    With ``A = G^T diag(t) G`` and the compliance ``J = f^T A^-1 f`` (cell sums):
-    ``J = max_v (2 f^T v - v^T A v) >= (f^T v)^2 / (v^T A v)`` for any ``v`` (Dirichlet), and
-    ``J = min {q^T diag(1/t) q : G^T q = f} <= q^T diag(1/t) q`` for any balanced flux ``q``
-    (Thomson). Both test fields come from the unit-coefficient problem ``A(1) phi = 1``:
-    ``v = phi`` and ``q = t(1) G phi``. Since ``f^T u = f^2 n^2 mean(u/f)`` and ``R_k`` keeps
-    domain means, ``mean(R_k u) / f`` lies in the returned interval for every ``k``.
-    In effect the lower bound divides by a ``|G phi|^2``-weighted arithmetic mean of the
-    face coefficients, the upper by the weighted harmonic mean; for a constant coefficient
-    both equal the exact mean. The truth sits 12-22 % above the lower and 20-36 % below the
-    upper bound at ``small`` (docs/darcy.md).
-    """
-    a = np.asarray(inputs, dtype=np.float64)[:, 0]
-    ny, nx = a.shape[-2:]
-    phi = _unit_solution(ny, nx)
-    g, t1, ta = _faces(phi), _face_transmissibilities(np.ones((ny, nx))), _face_transmissibilities(a)
-    energy = sum((t * gi**2).sum(axis=(-2, -1)) for t, gi in zip(ta, g))
-    lower = phi.sum() ** 2 / energy / (ny * nx)
-    upper = sum(((s * gi) ** 2 / t).sum(axis=(-2, -1)) for s, t, gi in zip(t1, ta, g)) / (ny * nx)
-    return lower, upper
-
-
-def compliance_bound(pred: np.ndarray, inputs: np.ndarray, forcing: float) -> np.ndarray:
-    """Relative distance of the prediction's domain mean of ``u / f`` outside the
-    `compliance_bounds` interval ``[lo, hi]``: ``max(0, (lo - m)/lo, (m - hi)/hi)`` with
-    ``m = mean(pred) / f``. Exactly 0 for the truth (the bounds are inequalities of the
-    fine scheme); 1 for a zero field."""
-    lo, hi = compliance_bounds(inputs)
-    m = np.asarray(pred, dtype=np.float64).mean(axis=(1, 2, 3)) / forcing
-    return np.maximum(0.0, np.maximum((lo - m) / lo, (m - hi) / hi))
 
 
 def energy_norm_err(
@@ -296,6 +225,8 @@ class Darcy:
             domain=(1.0, 1.0),
             # partials of module functions (not lambdas) keep the spec picklable
             residual=partial(residual, forcing=f),
+            residual_exact=True,  # the fine FV solution: A u = f to the solver's tolerance
+            laws=partial(law_vector, forcing=f),
             coarse_solvers={
                 "fv": CoarseSolver(
                     solve=partial(coarse_fv_solve, forcing=f),

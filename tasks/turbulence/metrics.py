@@ -7,7 +7,8 @@ carries the physical parameters. Definitions (also in docs/turbulence.md):
 * ``spectrum_err``: RMS over the shells ``1 <= |k| < n/2`` of
   ``log10(E_pred(|k|) / E_true(|k|))``, ``E`` the shell-summed kinetic-energy spectrum.
 * ``circulation``: ``|<pred>| / rms(R_k omega(t))``, the net circulation of the
-  prediction, which is zero for every periodic flow (see `circulation`).
+  prediction, which is zero for every periodic flow (see `circulation`);
+  `circulation_law` is the same law as a differentiable vector (``TaskSpec.laws``).
 * ``residual``: midpoint shooting residual of the one-horizon map on the coarse grid
   (see `residual`).
 """
@@ -86,6 +87,16 @@ def circulation(pred: np.ndarray, inputs: np.ndarray, k: int) -> np.ndarray:
     w0 = restrict(np.asarray(inputs, dtype=np.float64), k)
     scale = np.sqrt((w0**2).mean(axis=(1, 2, 3)))
     return np.abs(p.mean(axis=(1, 2, 3))) / np.maximum(scale, 1e-300)
+
+
+def circulation_law(u: Any, inputs: Any, k: int) -> Any:
+    """`circulation` as a differentiable torch law vector ``(N, 1)``: ``<u> / rms(R_k
+    omega(t))``, its absolute value the metric; zero for every ``R_k`` of the truth."""
+    import torch
+
+    w0 = restrict(torch.as_tensor(inputs, device=u.device).to(u.dtype), k)
+    scale = w0.pow(2).mean((1, 2, 3)).sqrt().clamp_min(torch.finfo(u.dtype).tiny)
+    return (u.mean((1, 2, 3)) / scale)[:, None]
 
 
 @lru_cache(maxsize=16)

@@ -232,6 +232,7 @@ class Turbulence:
             # through autograd: 4x fewer steps on a 16x smaller grid at k=4.
             physics_k=min(K_VALUES),
             divergence=None,  # vorticity form: divergence-free by construction
+            laws=tm.circulation_law,
             coarse_solvers=coarse_solvers(self),
             fine_solve=self.fine_solve,
             fine_solver_name=self.fine_solver_name(),
