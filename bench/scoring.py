@@ -24,6 +24,8 @@ from nskernel.errors import Diverged, NotApplicable
 SNAPSHOT_SAMPLE = 0  # the fixed test sample whose fields every cell saves for figures
 ROLLOUT = METRICS["rollout_rel_l2"]
 DECORRELATION = METRICS["decorrelation_time"]
+CORRELATION, CORR_TIME = METRICS["rollout_corr"], METRICS["corr_time_095"]
+CORR_LEVEL = 0.95  # the threshold of corr_time_095 (Kochkov et al. 2021)
 
 
 def scored_metrics(task_metrics: Sequence[Metric] = ()) -> list[Metric]:
@@ -118,11 +120,16 @@ def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, factors: Fa
     """Coarse rollouts of time-dependent tasks: from ``R_k`` of a state, apply the
     method's coarse-to-coarse map repeatedly and score ``rollout_rel_l2@n`` at every
     horizon ``n`` in ``spec.rollout_horizons``, plus ``decorrelation_time``: the first
-    horizon at which the relative error exceeds 1 (censored at the last horizon + 1).
+    horizon at which the relative error exceeds 1 (censored at the last horizon + 1);
+    ``rollout_corr@n``, the correlation ``<p, y> / (|p| |y|)`` of the state with the
+    filtered truth (uncentred, over every channel and cell: for vorticity, Kochkov et
+    al.'s), and ``corr_time_095``: the number of horizons before it first drops below
+    0.95 (censored at the rollout's length).
     ``max_samples`` scores the first that many trajectories only (None: all)."""
     if ROLLOUT.unmet(spec) or not spec.rollout_horizons:
         return []
-    names = [f"{ROLLOUT.name}@{n}" for n in spec.rollout_horizons] + [DECORRELATION.name]
+    names = ([f"{ROLLOUT.name}@{n}" for n in spec.rollout_horizons] + [DECORRELATION.name]
+             + [f"{CORRELATION.name}@{n}" for n in spec.rollout_horizons] + [CORR_TIME.name])
     rows: list[dict[str, Any]] = []
     for k in factors.test:
         unseen = factors.unseen(k)
@@ -134,13 +141,14 @@ def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, factors: Fa
         steps = max(spec.rollout_horizons)
         if reason is None:
             try:
-                state, errors = traj[:, 0], []
+                state, errors, corrs = traj[:, 0], [], []
                 for _ in range(steps):
                     ctx.check_deadline(f"rollout k={k}")
                     state = method.advance(state, k).mean
                     if not np.isfinite(state).all():
                         raise Diverged(f"{method.name} rollout became non-finite at k={k}")
                     errors.append(core.rel_l2(state, traj[:, len(errors) + 1]))
+                    corrs.append(core.correlation(state, traj[:, len(corrs) + 1]))
             except NotApplicable as e:
                 reason = str(e)
         if reason:
@@ -152,4 +160,10 @@ def evaluate_rollouts(method: Method, spec: TaskSpec, test: Dataset, factors: Fa
         above = err > 1.0
         decor = np.where(above.any(axis=1), above.argmax(axis=1) + 1, steps + 1).astype(float)
         rows.append(_stat_row(DECORRELATION.name, decor, k, unseen))
+        corr = np.stack(corrs, axis=1)  # (N, steps)
+        for n in spec.rollout_horizons:
+            rows.append(_stat_row(f"{CORRELATION.name}@{n}", corr[:, n - 1], k, unseen))
+        below = ~(corr >= CORR_LEVEL)  # NaN (a zero field) counts as decorrelated
+        held = np.where(below.any(axis=1), below.argmax(axis=1), steps).astype(float)
+        rows.append(_stat_row(CORR_TIME.name, held, k, unseen))
     return rows

@@ -30,7 +30,7 @@ count, and against the default FNO; beside it, the ratio for the whole default
 probabilistic prediction (ensemble x MC-dropout passes).
 
     python benchmarks/bench_neuroscale_scaling.py [--sizes 64 128 256 512] [--threads 2]
-        [--batch 1] [--models neuroscale transolver fno fno_matched]
+        [--batch 1] [--spectral-modes M] [--models neuroscale transolver fno fno_matched]
 """
 
 from __future__ import annotations
@@ -86,8 +86,12 @@ def _peak_mb(fn: Any) -> tuple[float, str]:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, "ru_maxrss-delta"
 
 
-def neuroscale_net() -> torch.nn.Module:
+def neuroscale_net(spectral_modes: int | None = None) -> torch.nn.Module:
+    """The default NeuroScale network (one member); ``spectral_modes`` overrides its
+    Fourier mixing (``None``: the default)."""
     p = NeuroScale.param_defaults()
+    if spectral_modes is not None:
+        p["spectral_modes"] = spectral_modes
     return NeuroScaleNet(
         1, 1, width=p["width"], heads=p["heads"], window=p["window"], scales=p["scales"],
         layers=p["layers"], stem=p["stem"], fourier=p["fourier"], global_tokens=p["global_tokens"],
@@ -105,9 +109,9 @@ def _n_params(net: torch.nn.Module) -> int:
     return sum(q.numel() for q in net.parameters())
 
 
-def matched_hidden() -> int:
+def matched_hidden(spectral_modes: int | None = None) -> int:
     """The FNO width whose parameter count is closest to one NeuroScale member's."""
-    member = _n_params(neuroscale_net())
+    member = _n_params(neuroscale_net(spectral_modes))
     return min(range(4, 65), key=lambda h: abs(_n_params(fno_net(h)) - member))
 
 
@@ -130,12 +134,18 @@ NETS = {"neuroscale": neuroscale_net, "transolver": transolver_net, "fno": fno_n
 SPEED_TARGET, SPEED_SIZES = 2.0, (64, 256)
 
 
-def worker(n: int, which: str, mode: str, repeats: int, batch: int = 1) -> dict[str, Any]:
+def worker(n: int, which: str, mode: str, repeats: int, batch: int = 1,
+           spectral_modes: int | None = None) -> dict[str, Any]:
     """One measurement in a fresh process: ``time`` (median of ``repeats`` forward passes
     after a warm-up), ``fwd_mem`` or ``train_mem`` (the first pass, so no heap retained
     from an earlier pass hides allocations)."""
     torch.manual_seed(0)
-    net = NETS[which]()
+    if which == "neuroscale":
+        net = neuroscale_net(spectral_modes)
+    elif which == "fno_matched":
+        net = fno_net(matched_hidden(spectral_modes))
+    else:
+        net = NETS[which]()
     x = torch.randn(batch, 1, n, n)
 
     def fwd() -> None:
@@ -172,13 +182,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1, help="samples per forward pass (default 1)")
+    ap.add_argument("--spectral-modes", type=int, default=None,
+                    help="NeuroScale's Fourier mixing (neuroscale:spectral_modes=M; default: the method's default)")
     ap.add_argument("--models", nargs="+", choices=list(NETS), default=list(NETS),
                     help="models to measure (default: all)")
     ap.add_argument("--worker", nargs=3, metavar=("N", "WHICH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.worker[2], args.repeats, args.batch)))
+        print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.worker[2], args.repeats, args.batch,
+                                args.spectral_modes)))
         return 0
 
     load = os.getloadavg()[0]
@@ -194,6 +207,8 @@ def main() -> int:
             for mode in ("time", "fwd_mem", "train_mem"):
                 cmd = [sys.executable, __file__, "--worker", str(n), which, mode,
                        "--threads", str(args.threads), "--repeats", str(args.repeats), "--batch", str(args.batch)]
+                if args.spectral_modes is not None:
+                    cmd += ["--spectral-modes", str(args.spectral_modes)]
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
                     err = res.stderr.strip().splitlines()
@@ -224,8 +239,9 @@ def main() -> int:
         if not which.startswith("fno"):
             ok = ok and all(v <= SLOPE_TARGET for v in [*exps.values(), *tail.values()])
     p = NeuroScale.param_defaults()
-    member, fno, trans = _n_params(neuroscale_net()), _n_params(fno_net()), _n_params(transolver_net())
-    hidden = matched_hidden()
+    member = _n_params(neuroscale_net(args.spectral_modes))
+    fno, trans = _n_params(fno_net()), _n_params(transolver_net())
+    hidden = matched_hidden(args.spectral_modes)
     print(f"\nparameters: neuroscale one member {member:,}; default ensemble of {p['ensemble']}: "
           f"{member * p['ensemble']:,}; FNO(n_modes=(12,12), hidden=32, layers=4): {fno:,} "
           f"(ratio ensemble/FNO {member * p['ensemble'] / fno:.2f}); FNO matched to one member "

@@ -129,3 +129,21 @@ def test_the_loop_reports_progress_before_every_step() -> None:
     train(model, lambda idx: (model(x[idx]).pow(2).mean(), {}), 20, budget=Budget(3, 60, 8), ctx=Context(),
           progress=lambda s, t: seen.append((s, t)))
     assert seen == [(s, 9) for s in range(9)]  # 3 epochs of ceil(20 / 8) = 3 steps
+
+
+def test_warmup_trains_on_the_data_alone_first_then_ramps_in(smoke_samples) -> None:
+    """``phys_warmup=0.5`` over 8 steps (4 epochs of 2): the logged physics term is 0 in
+    the first half of training and positive at its end. With Fourier mixing on."""
+    _, spec, data = smoke_samples["darcy"]
+    task = TASKS["darcy"].sized("smoke")
+    train_data = task.generate(16, seed=3).for_training((4, 8))
+    kw = dict(width=8, heads=2, layers=1, ensemble=1, beta=0, lambda_balance=1.0, phys_batch=2)
+    m = NeuroScale(**kw, phys_warmup=0.5, spectral_modes=4)
+    m.fit(train_data, spec, Budget(epochs=4, max_train_s=120, batch_size=8), Context(seed=0, threads=1))
+    bal = m.diagnostics()["train_log"]["terms"]["phys_balance"]
+    assert bal[0] == 0.0 and bal[1] == 0.0 and bal[3] > 0.0, bal
+    from neuralop.layers.spectral_convolution import SpectralConv
+
+    mixers = [mod for mod in m.networks[0].modules() if isinstance(mod, SpectralConv)]
+    assert len(mixers) == 3  # one per level (scales=3) of the one block
+    assert np.isfinite(m.predict(data.inputs, 16).mean).all()

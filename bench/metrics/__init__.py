@@ -87,6 +87,12 @@ METRICS: dict[str, Metric] = build_registry([
            requires=("time_dependent",), group="rollout"),
     Metric("decorrelation_time", "first horizon at which the rollout error exceeds 1 (censored)",
            direction="higher", tolerance=None, requires=("time_dependent",), group="rollout"),
+    Metric("rollout_corr", "correlation <p, y> / (|p| |y|) of a coarse rollout with the filtered truth after n "
+           "horizons (column @n; Kochkov et al. 2021's vorticity correlation)", direction="higher",
+           tolerance=Tolerance(0.0, 0.02), requires=("time_dependent",), group="rollout", leaderboard=False),
+    Metric("corr_time_095", "horizons for which the rollout's correlation with the filtered truth stays >= 0.95 "
+           "(censored at the rollout's length; times the task's horizon for a time, Kochkov et al. 2021)",
+           direction="higher", tolerance=None, requires=("time_dependent",), group="rollout"),
     # -- costs (bench.costs, bench.cell) ---------------------------------------------
     Metric("speedup", "fine solver wall time / inference wall time, same batch, device and threads",
            direction="higher", tolerance=Tolerance(0.5), group="cost", headline=True),

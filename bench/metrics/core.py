@@ -29,6 +29,15 @@ def rel_l2(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p - t, axis=1) / np.maximum(np.linalg.norm(t, axis=1), 1e-300)
 
 
+def correlation(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Uncentred correlation ``<p, y> / (|p| |y|)`` per sample over all channels and
+    points (NaN where a field is zero): 1 for ``p = c y`` with ``c > 0``."""
+    p, y = _flat(pred), _flat(target)
+    num = (p * y).sum(axis=1)
+    den = np.sqrt((p * p).sum(axis=1) * (y * y).sum(axis=1))
+    return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+
+
 def gaussian_nll(mean: np.ndarray, var: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Mean Gaussian negative log-likelihood per point: 0.5 [log(2 pi s^2) + (y - m)^2 / s^2]."""
     m, v, y = _flat(mean), np.maximum(_flat(var), _VAR_FLOOR), _flat(target)

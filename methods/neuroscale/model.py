@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 
 import torch
-from neuralop.layers.spectral_convolution import SpectralConv
 from torch import nn
 
 from methods.dropout import FastDropout
@@ -65,10 +64,15 @@ class Block(nn.Module):
         self.attn = CrossScaleAttention(width, heads, levels, window, global_tokens)
         # Depthwise (separable) filters: width * modes^2 complex weights per level, the
         # channel mixing is the MLP's. A level smaller than the modes keeps all of its own.
-        self.spectral = nn.ModuleList(
-            SpectralConv(width, width, n_modes=(spectral_modes, spectral_modes), separable=True)
-            for _ in range(levels if spectral_modes > 0 else 0)
-        )
+        self.spectral = nn.ModuleList()
+        if spectral_modes > 0:
+            # heavy import (neuraloperator pulls in its training stack): only when used
+            from neuralop.layers.spectral_convolution import SpectralConv
+
+            self.spectral.extend(
+                SpectralConv(width, width, n_modes=(spectral_modes, spectral_modes), separable=True)
+                for _ in range(levels)
+            )
         self.mlp = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, width, 1))
         self.up = nn.ModuleList(nn.Conv2d(width, width, 1, bias=False) for _ in range(levels - 1))
         for conv in self.up:  # start as the identity map of the hierarchy
