@@ -70,6 +70,8 @@ def build_ladder(spec: TaskSpec, test: Dataset, ks: Sequence[int], batch: np.nda
     """Every rung of every classical solver of ``spec`` for the factors ``ks``."""
     rungs: list[Rung] = []
     for family, solver in spec.coarse_solvers.items():
+        if solver.reference:  # not a coarse solver (the coarse-information floor): no rungs
+            continue
         for j in sorted({j for k in ks for j in rung_factors(k)}):
             targets = [k for k in ks if k % j == 0]
             out = np.asarray(solver.solve(test.inputs, j, **solver.params), dtype=np.float64)

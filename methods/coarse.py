@@ -1,4 +1,5 @@
-"""Classical coarse-grid solvers as methods: `coarse_fv` and `coarse_spectral`.
+"""Classical coarse-grid solvers as methods: `coarse_fv` and `coarse_spectral`, and the
+reference row `dns_floor`.
 
 Each task publishes its classical solvers in ``spec.coarse_solvers`` by family; these
 methods only look the family up, pass their parameters through and never train. Their
@@ -79,3 +80,17 @@ class CoarseSpectral(CoarseClassical):
     name = "coarse_spectral"
     summary = "task's pseudo-spectral solver at N/k (+ eddy viscosity)"
     family = "spectral"  # type: ignore[assignment]
+
+
+class DNSFloor(CoarseClassical):
+    """The coarse-information floor of a time-dependent task (the task's ``"floor"``
+    solver): the fine solver started from the exactly filtered state, the band-limited
+    inverse of ``R_k`` of the input, restricted after one horizon. A reference row, not a
+    competitor: it costs a fine solve, and what it gets wrong is what ``R_k`` of the state
+    does not determine. Its rollouts re-filter after every horizon, like every
+    coarse-to-coarse map, so they bound what a Markovian map on the coarse state can do
+    with the exact dynamics of the band-limited lift."""
+
+    name = "dns_floor"
+    summary = "reference: the fine solver from the band-limited inverse of R_k (coarse-information floor)"
+    family = "floor"  # type: ignore[assignment]

@@ -34,6 +34,9 @@ class CoarseSolver:
       ``dt * closure(state at the step's start)``; ``steps`` fixes the number of equal
       steps per horizon (None: the scheme's own CFL rule on the batch, as ``advance``).
       With ``closure=None`` it equals ``advance`` to round-off (each task tests it).
+    * ``reference``: a reference row rather than a coarse solver (e.g. the fine solver
+      from the band-limited inverse of ``R_k``): scored like one, left out of the
+      classical error-cost ladder.
     """
 
     solve: Callable[..., np.ndarray]
@@ -42,6 +45,7 @@ class CoarseSolver:
     advance: Callable[..., np.ndarray] | None = None
     description: str = ""
     differentiable: Callable[..., tuple[Any, int]] | None = None
+    reference: bool = False
 
 
 @dataclass(frozen=True)

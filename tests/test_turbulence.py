@@ -257,8 +257,8 @@ def test_generate_is_deterministic_prefix_and_consistent(task, data):
         np.testing.assert_allclose(data.targets[k], restrict(data.fine.astype(np.float64), k), atol=1e-5)
         np.testing.assert_array_equal(data.rollouts[k][:, 1], data.targets[k])
         np.testing.assert_allclose(data.rollouts[k][:, 0], restrict(data.inputs.astype(np.float64), k), atol=1e-5)
-        # snapshots of a trajectory are one horizon apart: rollouts continue into the next sample
-        np.testing.assert_array_equal(data.rollouts[k][0, 1], data.rollouts[k][1, 0])
+        # snapshots of a trajectory are `gap` horizons apart: rollouts continue into the next sample
+        np.testing.assert_array_equal(data.rollouts[k][0, task.gap], data.rollouts[k][1, 0])
     assert data.meta["kmax_eta_mean"] >= task.min_kmax_eta
 
 
@@ -363,3 +363,38 @@ def test_the_dns_family_at_k1_is_the_fine_solver(task, data):
     out = cs.solve(data.inputs[:2], 1, **cs.params)
     assert out.shape == data.inputs[:2].shape and rel(restrict(out, 4), data.targets[4][:2]) < 1e-5
     assert 1e-3 < rel(cs.solve(data.inputs[:2], 4, **cs.params), data.targets[4][:2]) < 1
+
+
+def test_unfilter_is_the_band_limited_inverse_of_the_block_average():
+    from tasks.numerics.spectral import unfilter
+
+    rng = np.random.default_rng(3)
+    m, k = 16, 4
+    ch = np.fft.rfft2(rng.standard_normal((2, m, m)))
+    ch[:, m // 2, :] = ch[:, :, m // 2] = 0  # R_k of a band-limited field has no Nyquist modes
+    c = np.fft.irfft2(ch, s=(m, m))
+    np.testing.assert_allclose(restrict(unfilter(c, k), k), c, atol=1e-12)  # a right inverse of R_k
+    u = resample(rng.standard_normal((2, m, m)), m * k)  # band-limited below the coarse Nyquist wavenumber
+    np.testing.assert_allclose(unfilter(restrict(u, k), k), u, atol=1e-12)  # and a left inverse on the band
+    # the continuous sinc of `box_transfer` is not the discrete box: deconvolving with it misses
+    from tasks.numerics.spectral import box_transfer
+
+    wrong = resample(np.fft.irfft2(np.fft.rfft2(restrict(u, k)) / box_transfer(m), s=(m, m)), m * k)
+    assert rel(wrong, u) > 1e-3
+
+
+def test_the_floor_is_exact_on_a_band_limited_state_and_beats_every_coarse_solver(task, data):
+    """The coarse-information floor (``dns_floor``): from a state that ``R_k`` determines
+    (band-limited below the coarse Nyquist wavenumber) it is the fine solve itself; on the
+    data it beats the LES at every k (what it misses is what ``R_k`` cannot carry)."""
+    spec, n = task.spec(), task.n
+    floor = spec.coarse_solvers["floor"]
+    assert floor.reference  # left out of the classical error-cost ladder
+    k = 4
+    state = resample(smooth_field(n // k, seed=2, kmax=n // (2 * k) - 2), n)[None, None]
+    want = restrict(spec.fine_solve(state), k)
+    np.testing.assert_allclose(floor.solve(state, k), want, atol=1e-9 * np.abs(want).max())
+    les = spec.coarse_solvers["spectral"]
+    for k in (4, 8):
+        truth = data.targets[k][:4]
+        assert rel(floor.solve(data.inputs[:4], k), truth) < rel(les.solve(data.inputs[:4], k, **les.params), truth)

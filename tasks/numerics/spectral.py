@@ -155,6 +155,32 @@ def box_transfer(n: int) -> np.ndarray:
     return np.sinc(my) * np.sinc(mx)  # np.sinc(x) = sin(pi x) / (pi x)
 
 
+def block_transfer(m: int, k: int) -> np.ndarray:
+    """Exact transfer function of ``R_k`` (the k x k block average of point values on a
+    grid ``k`` times finer) for the modes of the coarse rfft grid of ``m`` points:
+    ``R_k e^{i xi x} = D(xi_y) D(xi_x) e^{i xi X}`` at the coarse cell centres X, with the
+    discrete box ``D(xi) = sin(xi k h / 2) / (k sin(xi h / 2))``, ``h = 2 pi / (m k)``."""
+    def box(q: np.ndarray) -> np.ndarray:
+        arg = np.pi * q / (m * k)  # xi h / 2
+        out = np.ones_like(arg)
+        nz = arg != 0
+        out[nz] = np.sin(k * arg[nz]) / (k * np.sin(arg[nz]))
+        return out
+
+    return box(np.fft.fftfreq(m, 1.0 / m))[:, None] * box(np.fft.rfftfreq(m, 1.0 / m))[None, :]
+
+
+def unfilter(c: np.ndarray, k: int) -> np.ndarray:
+    """The band-limited inverse of ``R_k``: the fine field ``(..., m k, m k)`` with no
+    modes outside the coarse band (and none at its Nyquist wavenumber) whose block
+    average is ``c (..., m, m)`` up to ``c``'s Nyquist modes. ``R_k unfilter(c) == c``
+    for a ``c`` without Nyquist modes, and ``unfilter(R_k u) == u`` for a ``u`` band-limited
+    below the coarse Nyquist wavenumber (both tested): the exactly filtered state."""
+    m = c.shape[-1]
+    deconvolved = np.fft.irfft2(np.fft.rfft2(c) / block_transfer(m, k), s=(m, m))
+    return resample(deconvolved, m * k)
+
+
 def lawson_factors(lin: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Integrating factors ``(exp(-lin dt / 2), exp(-lin dt))`` of ``w' = -lin w + N(w)``."""
     e2 = np.exp(-0.5 * dt * lin)

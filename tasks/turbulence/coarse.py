@@ -14,6 +14,10 @@ Both start from ``R_k omega(t)`` on the ``n/k`` grid and advance one horizon ``d
   averages like ``"spectral"``; samples spread over the task's threads like the fine
   solve. The classical error-cost ladder (`bench.ladder`) runs it from the k grid up to
   the fine grid, where it is the fine solver.
+* ``"floor"``: the coarse-information floor, a reference rather than a competitor: the
+  fine solver on the fine grid from the exactly filtered state (`unfilter`, the
+  band-limited inverse of ``R_k``), restricted again. It costs a fine solve; what it
+  misses is only what ``R_k omega(t)`` does not determine (issue #18, docs/turbulence.md).
 
 ``"spectral"`` is also published in torch (`spectral_advance_torch`, the
 ``differentiable`` entry of its `CoarseSolver`): the same steps, differentiable, with a
@@ -33,7 +37,7 @@ import numpy as np
 
 from nskernel import CoarseSolver
 from nskernel.grid import restrict
-from tasks.numerics.spectral import box_transfer, lawson_rk4
+from tasks.numerics.spectral import box_transfer, lawson_rk4, unfilter
 from tasks.turbulence.arakawa import ArakawaSolver
 from tasks.turbulence.solver import VorticitySolver, kolmogorov_forcing
 
@@ -164,7 +168,7 @@ def spectral_advance_torch(
 
 
 def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
-    """The ``"fv"``, ``"spectral"`` and ``"dns"`` solvers of ``task`` (a `Turbulence`)."""
+    """The ``"fv"``, ``"spectral"``, ``"dns"`` and ``"floor"`` solvers of ``task`` (a `Turbulence`)."""
 
     def fv_solve(inputs: np.ndarray, k: int, cfl: float = FV_CFL) -> np.ndarray:
         return fv_advance(restrict(np.asarray(inputs, dtype=np.float64), k), task, cfl)
@@ -191,6 +195,13 @@ def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
     def dns_adv(state: np.ndarray, k: int, deconvolve: bool = True) -> np.ndarray:
         return dns_advance(state, task, deconvolve and k > 1)
 
+    def floor_adv(state: np.ndarray, k: int) -> np.ndarray:
+        fine = unfilter(np.asarray(state, dtype=np.float64)[:, 0], k)[:, None]
+        return restrict(task.fine_solve(fine), k)
+
+    def floor_solve(inputs: np.ndarray, k: int) -> np.ndarray:
+        return floor_adv(restrict(np.asarray(inputs, dtype=np.float64), k), k)
+
     return {
         "fv": CoarseSolver(
             solve=fv_solve, advance=fv_adv, params={"cfl": FV_CFL},
@@ -205,5 +216,10 @@ def coarse_solvers(task: Any) -> dict[str, CoarseSolver]:
             solve=dns_solve, advance=dns_adv, params={"deconvolve": True}, choices={"deconvolve": (True, False)},
             description="the fine solver (pseudo-spectral IF-RK4, 2/3 de-aliasing, no subgrid model) on the "
                         "k-coarse grid",
+        ),
+        "floor": CoarseSolver(
+            solve=floor_solve, advance=floor_adv, reference=True,
+            description="reference: the fine solver on the fine grid from the band-limited inverse of R_k omega "
+                        "(the coarse-information floor; a fine solve's cost)",
         ),
     }
