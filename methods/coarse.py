@@ -1,5 +1,6 @@
-"""Classical coarse-grid solvers as methods: `coarse_fv` and `coarse_spectral`, and the
-reference row `dns_floor`.
+"""Classical coarse-grid solvers as methods: `coarse_fv`, `coarse_spectral`, `coarse_dns`
+(the fine scheme, no subgrid model, on the k-coarse grid: Kochkov et al.'s "DNS at the
+coarse resolution" baseline) and the reference row `dns_floor`.
 
 Each task publishes its classical solvers in ``spec.coarse_solvers`` by family; these
 methods only look the family up, pass their parameters through and never train. Their
@@ -80,6 +81,12 @@ class CoarseSpectral(CoarseClassical):
     name = "coarse_spectral"
     summary = "task's pseudo-spectral solver at N/k (+ eddy viscosity)"
     family = "spectral"  # type: ignore[assignment]
+
+
+class CoarseDNS(CoarseClassical):
+    name = "coarse_dns"
+    summary = "task's fine scheme on the k-coarse grid, no subgrid model (DNS at N/k)"
+    family = "dns"  # type: ignore[assignment]
 
 
 class DNSFloor(CoarseClassical):

@@ -143,7 +143,7 @@ def test_variant_parsing_and_patterns():
     assert parse_spec("pkg.mod:Cls:a=1") == ("pkg.mod:Cls", {"a": "1"})
     name, m = build_method("fno:n_modes=8,width=16")
     assert name == "fno:n_modes=8,width=16" and m.n_modes == 8 and m.width == 16
-    assert resolve_methods("coarse_*") == ["coarse_fv", "coarse_spectral"]
+    assert resolve_methods("coarse_*") == ["coarse_fv", "coarse_spectral", "coarse_dns"]
     assert set(resolve_methods("all")) >= set(METHODS)
     with pytest.raises(UsageError, match=r"no parameter .modes.; valid: .*\bn_modes\b"):
         build_method("fno:modes=3")
