@@ -19,6 +19,7 @@ TASKS = build_registry([Darcy, Turbulence, Convection])
 # base tasks only, to keep the default matrix within its time budget.
 TASK_VARIANTS: tuple[str, ...] = (
     "turbulence:re=1e4", "turbulence:re=1e5",
+    "turbulence:horizon=1",  # one eddy turnover: the filtered target decorrelated from the input (hard)
     # Kochkov et al. (PNAS 2021)'s "Re 1000" (nu = 1e-3; U_rms L_f / nu ~ 2000 in the suite's
     # convention) on a 256^2 grid, so that k = 4 is their 64^2 coarse grid (docs/turbulence.md)
     "turbulence:nu=1e-3,resolution=256",
