@@ -6,7 +6,7 @@ machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) a
 ``ensemble`` (the one ensemble mechanism)."""
 
 from methods.closure import Closure
-from methods.coarse import CoarseFV, CoarseSpectral, DNSFloor
+from methods.coarse import CoarseFV, CoarseOA, CoarseSpectral, DNSFloor
 from methods.conformal import Conformal
 from methods.deeponet import DeepONet
 from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
@@ -22,7 +22,7 @@ METHODS = build_registry(
     [
         MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
         FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal, UNet, Transolver, DeepONet,
-        Closure, DNSFloor,
+        Closure, DNSFloor, CoarseOA,
     ]
 )
 
