@@ -8,9 +8,14 @@
   reconstructed from the coarse prediction with the super-nodes' member counts ``n_a``
   (the member mean preserves sums, so the truth's ``r`` is exactly the fine one):
   ``|r(p) - r(y)|`` per sample.
+* ``disc``: the law every ``R_k`` of the truth satisfies exactly: a mean of unit vectors
+  lies in the unit disc, ``|z_a| <= 1``. The RMS over super-nodes of ``max(|z_a| - 1, 0)``;
+  `disc_law` is its differentiable torch form (``TaskSpec.laws``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +51,29 @@ def order_err(pred: np.ndarray, target: np.ndarray, spec: TaskSpec, k: int) -> n
     return np.abs(order_parameter(pred, sizes) - order_parameter(target, sizes))
 
 
+def disc(pred: np.ndarray) -> np.ndarray:
+    """RMS over super-nodes of ``max(|z_a| - 1, 0)`` per sample of ``pred (N, 2, n_k)``."""
+    p = np.asarray(pred, dtype=np.float64)
+    excess = np.maximum(np.hypot(p[:, 0], p[:, 1]) - 1.0, 0.0)
+    return np.sqrt((excess.reshape(len(p), -1) ** 2).mean(axis=1))
+
+
+def disc_law(u: Any, inputs: Any, k: int) -> Any:
+    """`disc` as a torch law vector ``(N, 1)``, differentiable in ``u (N, 2, n_k)``."""
+    import torch
+
+    excess = torch.relu(torch.sqrt(u[:, 0] ** 2 + u[:, 1] ** 2 + torch.finfo(u.dtype).tiny) - 1.0)
+    return excess.reshape(len(u), -1).pow(2).mean(dim=1).sqrt()[:, None]
+
+
 SYM_REL_L2 = Metric(
     "sym_rel_l2", "ROMA's symmetric relative L2: sqrt(mean over super-nodes of (|p - y| / (|p| + |y|))^2)",
     fn=lambda p, y, x, k, spec: sym_rel_l2(p.mean, y), group="accuracy")
 ORDER_ERR = Metric(
     "order_err", "|r_pred - r_true| of the global order parameter r = |sum_a n_a z_a| / n (n_a member counts)",
     fn=lambda p, y, x, k, spec: order_err(p.mean, y, spec, k), group="physics")
+DISC = Metric(
+    "disc", "RMS over super-nodes of max(|z_a| - 1, 0): a member mean of unit vectors lies in the unit disc "
+    "(0 for the truth)", fn=lambda p, y, x, k, spec: disc(p.mean), group="physics", headline=True)
 
-__all__ = ["ORDER_ERR", "SYM_REL_L2", "order_err", "order_parameter", "sym_rel_l2"]
+__all__ = ["DISC", "ORDER_ERR", "SYM_REL_L2", "disc", "disc_law", "order_err", "order_parameter", "sym_rel_l2"]

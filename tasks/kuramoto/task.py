@@ -83,7 +83,7 @@ class Kuramoto:
     ``batch`` (one shared step), so a smaller dataset is a prefix of a larger one."""
 
     name: ClassVar[str] = "kuramoto"
-    metrics: ClassVar[tuple[Metric, ...]] = (km.SYM_REL_L2, km.ORDER_ERR)
+    metrics: ClassVar[tuple[Metric, ...]] = (km.SYM_REL_L2, km.ORDER_ERR, km.DISC)
     size: str = "small"
     nodes: int = 55_000
     exponent: float = 2.2
@@ -159,7 +159,7 @@ class Kuramoto:
             name=self.name, fine_shape=(g.n_nodes,), in_channels=2, out_channels=2, in_names=("cos", "sin"),
             out_names=("cos", "sin"), boundary="graph", time_dependent=True, k_values=tuple(sorted(K_LEVELS)),
             coarse_solvers={"oa": oa}, fine_solve=self.fine_solve, fine_solver_name=self.fine_solver_name(),
-            physics=self, rollout_horizons=(1, 2, 4, 8), graph=g)
+            laws=km.disc_law, physics=self, rollout_horizons=(1, 2, 4, 8), graph=g)
 
     def fine_solver_name(self) -> str:
         return f"dopri5-rtol{self.rtol:g}-n{self.graph.domain.n_nodes}"
