@@ -62,8 +62,9 @@ def disc_law(u: Any, inputs: Any, k: int) -> Any:
     """`disc` as a torch law vector ``(N, 1)``, differentiable in ``u (N, 2, n_k)``."""
     import torch
 
-    excess = torch.relu(torch.sqrt(u[:, 0] ** 2 + u[:, 1] ** 2 + torch.finfo(u.dtype).tiny) - 1.0)
-    return excess.reshape(len(u), -1).pow(2).mean(dim=1).sqrt()[:, None]
+    tiny = torch.finfo(u.dtype).tiny  # keeps the gradient of sqrt finite at 0 (value off by sqrt(tiny))
+    excess = torch.relu(torch.sqrt(u[:, 0] ** 2 + u[:, 1] ** 2 + tiny) - 1.0)
+    return excess.reshape(len(u), -1).pow(2).mean(dim=1).clamp_min(tiny).sqrt()[:, None]
 
 
 SYM_REL_L2 = Metric(
