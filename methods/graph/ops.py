@@ -31,7 +31,8 @@ class GraphOps:
         key = (str(like.device), like.dtype)
         if key not in self._cache:
             g = self.graph
-            adj = torch.sparse_coo_tensor(torch.as_tensor(g.edges), torch.as_tensor(g.weights), (self.n, self.n))
+            adj = torch.sparse_coo_tensor(torch.as_tensor(g.edges), torch.as_tensor(g.weights), (self.n, self.n),
+                                          check_invariants=True)
             deg = np.bincount(g.edges[0], minlength=self.n).astype(np.float64)
             feats = [np.log1p(deg)] + [np.asarray(v, dtype=np.float64) for _, v in sorted(g.node_features.items())]
             f = np.stack(feats)  # (F, n), standardised per feature
