@@ -76,11 +76,13 @@ def build_graph(nodes: int, exponent: float, mean_degree: float, seed: int) -> K
 
 @dataclass(frozen=True)
 class Kuramoto:
-    """Kuramoto oscillators on a power-law graph (module docstring). ``nodes`` is the
-    requested Chung-Lu size (the largest component keeps ~85-95%); ``coupling`` is K;
-    samples: ``snapshots`` per trajectory, ``spacing`` time units apart, after ``spinup``
-    time units from uniform random phases; trajectories integrated in groups of
-    ``batch`` (one shared step), so a smaller dataset is a prefix of a larger one."""
+    """Kuramoto oscillators on a power-law graph, targets on nested node partitions.
+
+    See the module docstring. ``nodes`` is the requested Chung-Lu size (the largest
+    component keeps ~85-95%); ``coupling`` is K; samples: ``snapshots`` per trajectory,
+    ``spacing`` time units apart, after ``spinup`` time units from uniform random phases;
+    trajectories integrated in groups of ``batch`` (one shared step), so a smaller dataset
+    is a prefix of a larger one."""
 
     name: ClassVar[str] = "kuramoto"
     metrics: ClassVar[tuple[Metric, ...]] = (km.SYM_REL_L2, km.ORDER_ERR, km.DISC)
