@@ -30,23 +30,24 @@ def data():
 def test_propagate_is_the_coupling_matrix():
     g = SPEC.graph
     w = sp.csr_matrix((g.weights, (g.edges[0], g.edges[1])), shape=(g.n_nodes, g.n_nodes))
-    h = np.random.default_rng(0).standard_normal((2, 3, g.n_nodes))
+    h = np.random.default_rng(0).standard_normal((2, g.n_nodes, 3))  # channels last
     out = GraphOps(g).propagate(torch.as_tensor(h)).numpy()
-    np.testing.assert_allclose(out, np.einsum("ij,bcj->bci", w.toarray(), h), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, np.einsum("ij,bjc->bic", w.toarray(), h), rtol=1e-12, atol=1e-12)
 
 
 def test_softmax_pool_closed_forms():
     g = SPEC.graph
     idx = torch.as_tensor(g.assignment(8))
-    h = torch.as_tensor(np.random.default_rng(1).standard_normal((2, 3, g.n_nodes)))
+    h = torch.as_tensor(np.random.default_rng(1).standard_normal((2, g.n_nodes, 3)))  # channels last
     equal = segment_softmax_pool(h, torch.zeros(2, g.n_nodes, dtype=h.dtype), idx, g.n_coarse(8))
-    np.testing.assert_allclose(equal.numpy(), g.restrict(h.numpy(), 8), rtol=1e-12)  # equal scores: member mean
+    member_mean = g.restrict(h.numpy().transpose(0, 2, 1), 8).transpose(0, 2, 1)
+    np.testing.assert_allclose(equal.numpy(), member_mean, rtol=1e-12)  # equal scores: the member mean
     score = torch.zeros(2, g.n_nodes, dtype=h.dtype)
     first = np.unique(g.assignment(8), return_index=True)[1]  # one member of every super-node
     score[:, first] = 1e3  # dominates its segment; scores far below other segments' do not underflow
     score[:, first[0]] = -1e3
     picked = segment_softmax_pool(h, score - 500.0, idx, g.n_coarse(8)).numpy()
-    np.testing.assert_allclose(picked[..., 1:], h.numpy()[..., first[1:]], rtol=1e-12)
+    np.testing.assert_allclose(picked[:, 1:], h.numpy()[:, first[1:]], rtol=1e-12)
     assert np.isfinite(picked).all()
 
 

@@ -1,6 +1,9 @@
 """Networks on the nodes of a graph task: ``(B, C_in, n) -> (B, C_out, n)`` in the
 normalised units of `methods.neural.NeuralMethod`; the method restricts their output by
-the member mean (``R_k``), so one network serves every partition level.
+the member mean (``R_k``), so one network serves every partition level. Inside, node
+features are channels-last ``(B, n, d)`` and mixed by `nn.Linear` (forward+backward of a
+64 -> 32 map on (8, 1120) nodes: 90 ms as `Linear`, 132 ms as a 1x1 `Conv1d`, measured on
+this heavily loaded 2-core machine).
 
 Every network adds its learned output to a fixed affine *skip* ``scale * x + shift``
 (buffers): on a time-dependent task with as many input as output channels, the
@@ -41,11 +44,11 @@ class Skip(nn.Module):
 
 
 def _pointwise(c_in: int, width: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(c_in, width, 1), nn.GELU(), nn.Conv1d(width, c_out, 1))
+    return nn.Sequential(nn.Linear(c_in, width), nn.GELU(), nn.Linear(width, c_out))
 
 
-def _zero_head(width: int, c_out: int) -> nn.Conv1d:
-    head = nn.Conv1d(width, c_out, 1)
+def _zero_head(width: int, c_out: int) -> nn.Linear:
+    head = nn.Linear(width, c_out)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     return head
@@ -55,15 +58,16 @@ class MessagePassingNet(nn.Module):
     def __init__(self, ops: GraphOps, c_in: int, c_out: int, width: int, layers: int, skip: Skip) -> None:
         super().__init__()
         self.ops, self.skip = ops, skip
-        self.lift = nn.Conv1d(c_in + ops.n_features, width, 1)
+        self.lift = nn.Linear(c_in + ops.n_features, width)
         self.layers = nn.ModuleList(_pointwise(2 * width, width, width) for _ in range(layers))
         self.head = _zero_head(width, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.lift(torch.cat([x, self.ops.features(x)], dim=1))
+        xt = x.transpose(1, 2)
+        h = self.lift(torch.cat([xt, self.ops.features(xt)], dim=2))
         for layer in self.layers:
-            h = h + layer(torch.cat([h, self.ops.propagate(h)], dim=1))
-        return self.skip(x) + self.head(h)
+            h = h + layer(torch.cat([h, self.ops.propagate(h)], dim=2))
+        return self.skip(x) + self.head(h).transpose(1, 2)
 
 
 class MultiscaleBlock(nn.Module):
@@ -73,33 +77,30 @@ class MultiscaleBlock(nn.Module):
         super().__init__()
         self.ops, self.ks = ops, ks
         self.local = _pointwise(2 * width, width, width)
-        self.score = nn.ModuleDict({str(k): nn.Conv1d(width, 1, 1) for k in ks})
-        self.level_embed = nn.Parameter(torch.zeros(len(ks) + 1, width, 1))
+        self.score = nn.ModuleDict({str(k): nn.Linear(width, 1) for k in ks})
+        self.level_embed = nn.Parameter(torch.zeros(len(ks) + 1, 1, width))
         self.coarse_attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.coarse_norm = nn.LayerNorm(width)
-        self.q, self.kv = nn.Conv1d(width, width, 1), nn.Conv1d(width, 2 * width, 1)
-        self.out = nn.Conv1d(width, width, 1)
+        self.q, self.kv = nn.Linear(width, width), nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
         self.ffn = _pointwise(width, 2 * width, width)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.local(torch.cat([h, self.ops.propagate(h)], dim=1))
+        """``h (B, n, d) -> (B, n, d)``."""
+        h = h + self.local(torch.cat([h, self.ops.propagate(h)], dim=2))
         tokens = []
-        for k in self.ks:  # learned pooling to every level's super-nodes
+        for k in self.ks:  # learned pooling to every level's super-nodes, (B, n_k, d)
             idx = self.ops.assignment(k, h)
-            tokens.append(segment_softmax_pool(h, self.score[str(k)](h)[:, 0], idx, self.ops.n_coarse(k)))
-        top = tokens[-1].transpose(1, 2)  # (B, m, d): the coarsest level attends to itself
-        attn, _ = self.coarse_attn(self.coarse_norm(top), self.coarse_norm(top), self.coarse_norm(top),
-                                   need_weights=False)
-        tokens[-1] = (top + attn).transpose(1, 2)
+            tokens.append(segment_softmax_pool(h, self.score[str(k)](h)[..., 0], idx, self.ops.n_coarse(k)))
+        top = self.coarse_norm(tokens[-1])  # the coarsest level attends to itself
+        tokens[-1] = tokens[-1] + self.coarse_attn(top, top, top, need_weights=False)[0]
         # each fine node attends over itself and its super-node at every level
-        cands = [h] + [t[..., self.ops.assignment(k, h)] for k, t in zip(self.ks, tokens)]
-        cand = torch.stack(cands, dim=1) + self.level_embed  # (B, L+1, d, n)
-        b, l1, d, n = cand.shape
-        q = self.q(h)
-        kv = self.kv(cand.reshape(b * l1, d, n)).reshape(b, l1, 2 * d, n)
-        keys, vals = kv[:, :, :d], kv[:, :, d:]
-        weights = torch.softmax((keys * q.unsqueeze(1)).sum(2) / math.sqrt(d), dim=1)  # (B, L+1, n)
-        h = h + self.out((weights.unsqueeze(2) * vals).sum(1))
+        cands = [h] + [t[:, self.ops.assignment(k, h)] for k, t in zip(self.ks, tokens)]
+        cand = torch.stack(cands, dim=1) + self.level_embed  # (B, L+1, n, d)
+        d = cand.shape[-1]
+        keys, vals = self.kv(cand).split(d, dim=-1)
+        weights = torch.softmax((keys * self.q(h).unsqueeze(1)).sum(-1) / math.sqrt(d), dim=1)  # (B, L+1, n)
+        h = h + self.out((weights.unsqueeze(-1) * vals).sum(1))
         return h + self.ffn(h)
 
 
@@ -107,16 +108,17 @@ class RomaNet(nn.Module):
     def __init__(self, ops: GraphOps, c_in: int, c_out: int, width: int, layers: int, heads: int, skip: Skip) -> None:
         super().__init__()
         self.ops, self.skip = ops, skip
-        self.lift = nn.Conv1d(c_in + ops.n_features, width, 1)
+        self.lift = nn.Linear(c_in + ops.n_features, width)
         ks = ops.graph.k_values
         self.blocks = nn.ModuleList(MultiscaleBlock(ops, width, heads, ks) for _ in range(layers))
         self.head = _zero_head(width, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.lift(torch.cat([x, self.ops.features(x)], dim=1))
+        xt = x.transpose(1, 2)
+        h = self.lift(torch.cat([xt, self.ops.features(xt)], dim=2))
         for block in self.blocks:
             h = block(h)
-        return self.skip(x) + self.head(h)
+        return self.skip(x) + self.head(h).transpose(1, 2)
 
 
 class GraphDeepONetNet(nn.Module):
@@ -134,9 +136,9 @@ class GraphDeepONetNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coef = self.branch(x.flatten(1)).view(len(x), self.c_out, self.basis)  # (B, C, p)
-        feats = torch.cat([self.ops.features(x[:1])[0], self.embed.to(x.dtype)], dim=0)[None]
-        t = self.trunk(feats)[0]  # (p, n)
-        return self.skip(x) + torch.einsum("bcp,pn->bcn", coef, t) / math.sqrt(self.basis) + self.bias
+        feats = torch.cat([self.ops.features(x[:1, :1].transpose(1, 2))[0], self.embed.T.to(x.dtype)], dim=1)
+        t = self.trunk(feats)  # (n, p)
+        return self.skip(x) + torch.einsum("bcp,np->bcn", coef, t) / math.sqrt(self.basis) + self.bias
 
 
 __all__ = ["GraphDeepONetNet", "MessagePassingNet", "MultiscaleBlock", "RomaNet", "Skip"]

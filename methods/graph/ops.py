@@ -50,15 +50,15 @@ class GraphOps:
         return 1 + len(self.graph.node_features)
 
     def propagate(self, h: torch.Tensor) -> torch.Tensor:
-        """``(B, d, n) -> (B, d, n)``: ``sum_j w_ij h_j`` per sample and channel."""
-        b, d, n = h.shape
+        """``(B, n, d) -> (B, n, d)`` (channels last): ``sum_j w_ij h_j`` per sample and channel."""
+        b, n, d = h.shape
         adj = self.tensors(h)["adj"]
-        flat = h.permute(2, 0, 1).reshape(n, b * d)
-        return torch.sparse.mm(adj, flat).reshape(n, b, d).permute(1, 2, 0)
+        flat = h.transpose(0, 1).reshape(n, b * d)
+        return torch.sparse.mm(adj, flat).reshape(n, b, d).transpose(0, 1)
 
     def features(self, like: torch.Tensor) -> torch.Tensor:
-        """Static node features ``(B, F, n)``: log(1 + degree) and the task's node features."""
-        f = self.tensors(like)["features"]
+        """Static node features ``(B, n, F)``: log(1 + degree) and the task's node features."""
+        f = self.tensors(like)["features"].T
         return f.unsqueeze(0).expand(like.shape[0], -1, -1)
 
     def assignment(self, k: int, like: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,7 @@ class GraphOps:
 
 
 def segment_softmax_pool(h: torch.Tensor, score: torch.Tensor, index: torch.Tensor, n_out: int) -> torch.Tensor:
-    """Attention pooling ``(B, d, n), (B, n) -> (B, d, n_out)``: ``sum_i a_i h_i`` over the
+    """Attention pooling ``(B, n, d), (B, n) -> (B, n_out, d)``: ``sum_i a_i h_i`` over the
     members of each super-node, ``a = softmax(score)`` within it (shifted by the segment's
     maximum score for stability; the shift cancels, so it carries no gradient)."""
     idx = index.unsqueeze(0).expand(score.shape[0], -1)
@@ -77,9 +77,9 @@ def segment_softmax_pool(h: torch.Tensor, score: torch.Tensor, index: torch.Tens
     peak = peak.scatter_reduce(1, idx, score.detach(), reduce="amax")
     e = torch.exp(score - peak.gather(1, idx))  # (B, n), 1 at each segment's maximum
     den = torch.zeros(h.shape[0], n_out, dtype=h.dtype, device=h.device).index_add_(1, index, e)
-    num = torch.zeros(h.shape[0], h.shape[1], n_out, dtype=h.dtype, device=h.device)
-    num.index_add_(2, index, h * e.unsqueeze(1))
-    return num / den.clamp_min(torch.finfo(h.dtype).tiny).unsqueeze(1)
+    num = torch.zeros(h.shape[0], n_out, h.shape[2], dtype=h.dtype, device=h.device)
+    num.index_add_(1, index, h * e.unsqueeze(2))
+    return num / den.clamp_min(torch.finfo(h.dtype).tiny).unsqueeze(2)
 
 
 __all__ = ["GraphOps", "segment_softmax_pool"]
