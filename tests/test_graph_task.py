@@ -140,6 +140,19 @@ def test_ott_antonsen_solver_shapes_and_one_step_error(data):
         assert err < 0.03
 
 
+def test_torch_dataset_reads_graph_splits(data_dir):
+    from bench.torch_data import TaskDataset
+    from nskernel.errors import UsageError
+
+    ds = TaskDataset("kuramoto", "test", "smoke", k=(4, 16), normalise=True, data_dir=data_dir)
+    x, ys = ds[0]
+    n = TASK.spec().graph.n_nodes
+    assert x.shape == (2, n) and ys[16].shape == (2, TASK.spec().graph.n_coarse(16))
+    assert ds.stats["inputs"][0].shape == (2,)
+    with pytest.raises(UsageError, match="graph"):
+        TaskDataset("kuramoto", "test", "smoke", k=4, input_k=4, data_dir=data_dir)
+
+
 # -- metrics (closed forms) -----------------------------------------------------------------
 def test_symmetric_relative_l2_closed_forms():
     y = np.random.default_rng(2).standard_normal((3, 2, 10))
