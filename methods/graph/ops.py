@@ -6,8 +6,10 @@
 * `segment_softmax_pool`: attention pooling of node features to super-nodes (a softmax
   of learned scores over each super-node's members).
 
-PyTorch Geometric is not used: it is not installed in this environment, and everything
-here is a sparse-dense product or an ``index_add_``, which torch has natively.
+PyTorch Geometric is not used: it is not a dependency of the suite (its core, 2.8.1,
+installs and runs with torch 2.13 CPU given its ``psutil`` dependency, checked in a scratch
+directory), and everything here is a sparse-dense product or an ``index_add_``, which
+torch has natively.
 """
 
 from __future__ import annotations
