@@ -72,7 +72,7 @@ SYM_REL_L2 = Metric(
     fn=lambda p, y, x, k, spec: sym_rel_l2(p.mean, y), group="accuracy")
 ORDER_ERR = Metric(
     "order_err", "|r_pred - r_true| of the global order parameter r = |sum_a n_a z_a| / n (n_a member counts)",
-    fn=lambda p, y, x, k, spec: order_err(p.mean, y, spec, k), group="physics")
+    fn=lambda p, y, x, k, spec: order_err(p.mean, y, spec, k), group="task")
 DISC = Metric(
     "disc", "RMS over super-nodes of max(|z_a| - 1, 0): a member mean of unit vectors lies in the unit disc "
     "(0 for the truth)", fn=lambda p, y, x, k, spec: disc(p.mean), group="physics", headline=True)
