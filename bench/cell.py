@@ -37,7 +37,7 @@ from bench.provenance import provenance
 from bench.records import measurement, record_path, write_json_atomic
 from bench.scaling import n_train_fields
 from bench.scoring import evaluate, evaluate_rollouts, scored_metrics, validation_score
-from nskernel import Budget, Context, Dataset, Device, Factors, Task
+from nskernel import Budget, Context, Dataset, Device, Factors, Task, domain_not_supported
 from nskernel.errors import CellTimeout, Diverged, NotApplicable
 
 # The last dataset used in this process: cells are ordered by task, so consecutive cells
@@ -243,7 +243,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     rec["fine_solver"] = spec.fine_solver_name
     _, method = build_method(cfg.method)
     rec["params"] = method.get_params()
-    reason = method.not_applicable(spec)
+    reason = domain_not_supported(method, spec) or method.not_applicable(spec)
     if reason:
         raise NotApplicable(reason)
     ctx = Context(seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, progress=cfg.progress,

@@ -21,7 +21,6 @@ from bench.provenance import cpu_name
 from bench.records import measurement, write_json_atomic
 from bench.timing import measure
 from nskernel import Context, Dataset, Factors, Method, TaskSpec
-from nskernel.grid import restrict
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class FineTiming:
         def solve() -> None:
             u = fine_solve(inputs)
             for k in ks:
-                restrict(u, k)
+                spec.restrict(u, k)
 
         t = measure(solve, repeats=3)
         out = {"fine_s": t.median_s, "timing": t.to_dict(), "solver": spec.fine_solver_name, "cpu": cpu_name(),

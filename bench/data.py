@@ -48,6 +48,7 @@ def _arrays(ds: Dataset) -> dict[str, np.ndarray]:
         out["fine"] = ds.fine
     out.update({f"targets/k{k}": v for k, v in sorted(ds.targets.items())})
     out.update({f"rollouts/k{k}": v for k, v in sorted(ds.rollouts.items())})
+    out.update({f"static/{name}": v for name, v in sorted(ds.static.items())})  # graph tasks only
     return out
 
 
@@ -86,6 +87,7 @@ def load(path: Path) -> tuple[Dataset, str]:
             fine=f["fine"][()] if "fine" in f else None,
             rollouts=rollouts,
             meta=json.loads(f.attrs.get("meta", "{}")),
+            static={name: f["static"][name][()] for name in _static_names(f)},
         )
         stored = str(f.attrs["checksum"])
     digest = checksum(ds)
@@ -136,7 +138,16 @@ def _array_names(f: h5py.File) -> list[str]:
     for group in ("targets", "rollouts"):
         if group in f:
             names += [f"{group}/k{k}" for k in sorted(int(n[1:]) for n in f[group])]
-    return names
+    return names + [f"static/{name}" for name in _static_names(f)]
+
+
+def _static_names(f: h5py.File) -> list[str]:
+    """The task's static arrays (``static/...``, graph tasks), sorted as `_arrays` stores them."""
+    if "static" not in f:
+        return []
+    names: list[str] = []
+    f["static"].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(names)
 
 
 def file_checksum(path: Path, chunk_bytes: int = 64 << 20) -> tuple[str, str]:

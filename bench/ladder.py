@@ -39,7 +39,6 @@ from bench.provenance import cpu_name
 from bench.records import write_json_atomic
 from bench.timing import measure
 from nskernel import CoarseSolver, Dataset, TaskSpec
-from nskernel.grid import restrict
 
 LADDER_VERSION = 2
 FINE = "fine"  # the family name of the fine solver's own rung
@@ -55,8 +54,11 @@ class Rung:
     batch: int  # the timing batch
 
 
-def rung_factors(k: int) -> list[int]:
-    """``k, k/2, ..., 1``: the grids between the k-coarse grid and the fine grid."""
+def rung_factors(k: int, spec: TaskSpec | None = None) -> list[int]:
+    """``k, k/2, ..., 1``: the grids between the k-coarse grid and the fine grid (with
+    ``spec``, only the factors it has: on a graph, its partition levels and 1)."""
+    if spec is not None:
+        return [j for j in rung_factors(k) if j == 1 or spec.supports_factor(j)]
     out, j = [], k
     while j >= 1:
         out.append(j)
@@ -72,18 +74,18 @@ def build_ladder(spec: TaskSpec, test: Dataset, ks: Sequence[int], batch: np.nda
     for family, solver in spec.coarse_solvers.items():
         if solver.reference:  # not a coarse solver (the coarse-information floor): no rungs
             continue
-        for j in sorted({j for k in ks for j in rung_factors(k)}):
+        for j in sorted({j for k in ks for j in rung_factors(k, spec)}):
             targets = [k for k in ks if k % j == 0]
             out = np.asarray(solver.solve(test.inputs, j, **solver.params), dtype=np.float64)
 
             def solve(j: int = j, solver: CoarseSolver = solver, targets: list[int] = targets) -> None:
                 u = solver.solve(batch, j, **solver.params)
                 for k in targets:
-                    restrict(u, k // j)
+                    spec.restrict(u, k, j)
 
             t = measure(solve, repeats=3)
             for k in targets:
-                err = float(core.rel_l2(restrict(out, k // j), test.targets[k]).mean())
+                err = float(core.rel_l2(spec.restrict(out, k, j), test.targets[k]).mean())
                 rungs.append(Rung(family, j, k, err, t.median_s / len(batch), len(batch)))
     if spec.fine_solve is not None:  # the fine solver itself: the top of every ladder
         fine_solve = spec.fine_solve
@@ -92,11 +94,11 @@ def build_ladder(spec: TaskSpec, test: Dataset, ks: Sequence[int], batch: np.nda
         def solve_fine() -> None:
             u = fine_solve(batch)
             for k in ks:
-                restrict(u, k)
+                spec.restrict(u, k)
 
         t = measure(solve_fine, repeats=3)
         for k in ks:
-            err = float(core.rel_l2(restrict(out, k), test.targets[k]).mean())
+            err = float(core.rel_l2(spec.restrict(out, k), test.targets[k]).mean())
             rungs.append(Rung(FINE, 1, k, err, t.median_s / len(batch), len(batch)))
     return rungs
 

@@ -40,7 +40,7 @@ from bench.provenance import provenance
 from bench.records import read_record, write_json_atomic, write_results_csv
 from bench.scaling import cell_sizes, check_sizes, check_task_sizes
 from bench.tracking import check_tracking, open_tracker
-from nskernel import Budget, Device, Factors, lookup
+from nskernel import Budget, Device, Factors, domain_not_supported, lookup
 from nskernel.errors import UsageError
 
 
@@ -152,7 +152,8 @@ def plan(cfg: RunConfig) -> Plan:
         budget = resolve_budget(cfg.size, t, cfg.epochs, cfg.max_train_s, cfg.flops, cfg.batch_size)
         for m in methods:
             name, method = build_method(m)
-            method.check_spec(spec)  # raises UsageError for parameters the task rejects
+            if domain_not_supported(method, spec) is None:  # else recorded n/a, whatever the parameters
+                method.check_spec(spec)  # raises UsageError for parameters the task rejects
             for seed, n in ((s, n) for n in cell_sizes(sizes, method) for s in cfg.seeds):
                 cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, factors=factors, budget=budget,
                                   device=device, dtype=cfg.dtype, threads=cfg.threads, timeout_s=timeout,

@@ -71,9 +71,10 @@ def _channel_stats(stamp: tuple[str, int, int], key: str, start: int, stop: int,
         d = f[key]
         for s in range(start, stop, chunk):
             x = restrict(np.asarray(d[s : min(s + chunk, stop)], dtype=np.float64), k)
-            nb = x.shape[0] * x.shape[2] * x.shape[3]
-            mb = x.mean(axis=(0, 2, 3))
-            m2b = ((x - mb[None, :, None, None]) ** 2).sum(axis=(0, 2, 3))
+            axes = (0, *range(2, x.ndim))  # samples and points: grid cells or graph nodes
+            nb = x.size // x.shape[1]
+            mb = x.mean(axis=axes)
+            m2b = ((x - mb.reshape(1, -1, *[1] * (x.ndim - 2))) ** 2).sum(axis=axes)
             if mean is None:
                 n, mean, m2 = nb, mb, m2b
                 continue
@@ -140,6 +141,11 @@ class TaskDataset(torch.utils.data.Dataset):
                 why = "" if has_fine or v != 1 else f" (this {self.task_name} dataset stores no fine solution)"
                 raise UsageError(f"k={v} is not stored for task {self.task_name}{why}; valid: "
                                  f"{', '.join(map(str, valid))}")
+        #: axes of a field's points: 2 on a grid (H, W), 1 on a graph (nodes)
+        self.point_dims = len(self.task.spec().fine_shape)
+        if input_k != 1 and self.point_dims != 2:
+            raise UsageError(f"input_k={input_k}: inputs are block-averaged on grids only; task {self.task_name} "
+                             "is on a graph (use input_k=1)")
         if input_k not in [1, *stored]:
             raise UsageError(f"input_k={input_k} is not a factor of task {self.task_name}; valid: "
                              f"{', '.join(map(str, [1, *stored]))}")
@@ -204,7 +210,7 @@ class TaskDataset(torch.utils.data.Dataset):
     # -- normalisation ----------------------------------------------------------------------------
     def _apply(self, a: np.ndarray, which: str, inverse: bool) -> torch.Tensor:
         if self.stats is not None:
-            mean, std = (v.reshape(-1, 1, 1) for v in self.stats[which])
+            mean, std = (v.reshape(-1, *[1] * self.point_dims) for v in self.stats[which])
             a = a * _safe(std) + mean if inverse else (a - mean) / _safe(std)
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.dtype)
 
@@ -215,7 +221,7 @@ class TaskDataset(torch.utils.data.Dataset):
             return t
         mean, std = self.stats[which]
         tt = torch.as_tensor(t)
-        shape = (-1, 1, 1)
+        shape = (-1, *[1] * self.point_dims)
         m = torch.tensor(mean, dtype=tt.dtype, device=tt.device).reshape(shape)
         s = torch.tensor(_safe(std), dtype=tt.dtype, device=tt.device).reshape(shape)
         return tt * s + m if inverse else (tt - m) / s

@@ -1,15 +1,17 @@
 """Methods. ``METHODS`` maps a registry name to its class; ``VARIANTS`` lists the named
 parameter variants that ``--methods all`` runs besides the defaults.
 
-Families are subpackages (``fno_family``, ``neuroscale``, ``pinn``); the shared neural
+Families are subpackages (``fno_family``, ``neuroscale``, ``pinn``, ``graph``: the
+learned methods of graph tasks); the shared neural
 machinery is ``neural`` (`NeuralMethod`), ``training`` (the one training loop) and
 ``ensemble`` (the one ensemble mechanism)."""
 
 from methods.closure import Closure
-from methods.coarse import CoarseDNS, CoarseFV, CoarseSpectral, DNSFloor
+from methods.coarse import CoarseDNS, CoarseFV, CoarseOA, CoarseSpectral, DNSFloor
 from methods.conformal import Conformal
 from methods.deeponet import DeepONet
 from methods.fno_family import FNO, GFNO, PINO, PIPNO, PPINO, EquiNO, FNOEnsemble, FNOMCDropout
+from methods.graph import GNN, GraphDeepONet, Roma
 from methods.mean import MeanField
 from methods.neuroscale import NeuroScale
 from methods.persistence import Persistence
@@ -22,7 +24,7 @@ METHODS = build_registry(
     [
         MeanField, Persistence, CoarseFV, CoarseSpectral, FNO, NeuroScale, PINO, GFNO, EquiNO, PIPNO, PPINO,
         FNOEnsemble, FNOMCDropout, PINN, BPINN, Conformal, UNet, Transolver, DeepONet,
-        Closure, CoarseDNS, DNSFloor,
+        Closure, CoarseDNS, DNSFloor, CoarseOA, GNN, Roma, GraphDeepONet,
     ]
 )
 

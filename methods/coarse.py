@@ -101,3 +101,13 @@ class DNSFloor(CoarseClassical):
     name = "dns_floor"
     summary = "reference: the fine solver from the band-limited inverse of R_k (coarse-information floor)"
     family = "floor"  # type: ignore[assignment]
+
+
+class CoarseOA(CoarseClassical):
+    """The task's Ott-Antonsen model of each super-node's local order parameter on the
+    coarse graph (family ``"oa"``): the classical coarse model of oscillator networks."""
+
+    name = "coarse_oa"
+    summary = "task's Ott-Antonsen mean-field model per super-node on the coarse graph"
+    family = "oa"  # type: ignore[assignment]
+    domains = ("graph",)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
-from nskernel.grid import restrict
 
 
 class MeanField(Method):
     """Predicts the mean of the training targets at factor k.
 
     For a factor never trained on, the mean at the largest trained factor that divides
-    ``k`` is restricted further (R_k = R_{k/j} R_j), so the baseline still answers.
+    ``k`` is restricted further (R_k = R_{k/j} R_j on a grid; on a graph the size-weighted
+    mean over the nested coarser level), so the baseline still answers.
     """
 
     name = "mean"
     summary = "training-set mean target (sanity floor)"
+    domains = ("grid", "graph")
 
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> MeanField:
+        self._spec = spec
         self._means = {k: y.astype(np.float64).mean(axis=0) for k, y in train.targets.items()}
         return self
 
@@ -29,7 +31,7 @@ class MeanField(Method):
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
         j = max(j for j in self._means if k % j == 0)
-        field = restrict(self._means[j], k // j)
+        field = self._spec.restrict(self._means[j], k, j)
         return Prediction(mean=np.broadcast_to(field, (len(inputs), *field.shape)).copy())
 
     def advance(self, state: np.ndarray, k: int) -> Prediction:

@@ -8,7 +8,10 @@ several factors k from one network pass.
 Convention: the network maps the normalised fine input ``(B, C_in, H, W)`` to a field on
 the fine grid, ``(B, C_out, H, W)``; the prediction at factor ``k`` is ``R_k`` of it.
 Because ``R_k`` is linear and normalisation uses per-channel scalars, one network serves
-every k, including a factor never seen in training.
+every k, including a factor never seen in training. On a graph task (``spec.graph``) the
+fields are node arrays ``(B, C, n)`` and ``R_k`` is the member mean (`TaskSpec.restrict`);
+the same code serves both domains, and a method declares which it supports
+(`Method.domains`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from methods.checkpoint import read_checkpoint, spec_identity, tensor_state, wri
 from methods.ensemble import Moments, member_seed, mixture_draws, train_members
 from methods.training import Schedule, TrainLog, late_gain, merge_logs, to_context, train
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
-from nskernel.errors import Diverged
-from nskernel.grid import restrict
+from nskernel.errors import Diverged, NotApplicable
 
 
 def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -39,6 +41,11 @@ def rel_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 _NORMALISATION = ("_x_mean", "_x_std", "_y_mean", "_y_std")
+
+
+def _field_axes(a: np.ndarray) -> tuple[int, ...]:
+    """Every axis but the channel axis 1: samples and the points of a field (grid or nodes)."""
+    return (0, *range(2, a.ndim))
 
 
 class NeuralMethod(Method):
@@ -98,13 +105,13 @@ class NeuralMethod(Method):
     def data_loss(self, out: torch.Tensor, ys: dict[int, torch.Tensor]) -> torch.Tensor:
         """Relative L2 of the de-normalised ``R_k`` of the network output ``out`` against
         every training factor's target (the metric the suite reports), averaged over k."""
-        return sum(rel_l2_loss(self.decode(restrict(out, k)), y) for k, y in ys.items()) / len(ys)
+        return sum(rel_l2_loss(self.decode(self._spec.restrict(out, k)), y) for k, y in ys.items()) / len(ys)
 
     def val_prediction(self, x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
         """The mean prediction (physical units) of the network being trained at every k,
         for model selection. Default: ``R_k`` of its decoded output."""
         out = self.model(x)
-        return {k: self.decode(restrict(out, k)) for k in ks}
+        return {k: self.decode(self._spec.restrict(out, k)) for k in ks}
 
     def selection_error(self, x_val: torch.Tensor, ys_val: dict[int, torch.Tensor]) -> float:
         """The validation score that picks the kept epoch (lower is better): the mean over
@@ -125,13 +132,13 @@ class NeuralMethod(Method):
         physical units (`methods.ensemble.Moments`: mean, variance or None, mixture
         components or None). One network pass serves all k."""
         out = self.model(x)
-        return {k: Moments(self.decode(restrict(out, k))) for k in ks}
+        return {k: Moments(self.decode(self._spec.restrict(out, k))) for k in ks}
 
     def output_stats(self, train_data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (mean, std) that `decode` applies. Default: those of the finest
         training target; label-free methods override it so that they never read targets."""
         y0 = train_data.targets[min(train_data.targets)]
-        return y0.mean(axis=(0, 2, 3)), y0.std(axis=(0, 2, 3))
+        return y0.mean(axis=_field_axes(y0)), y0.std(axis=_field_axes(y0))
 
     # -- rollouts ------------------------------------------------------------------------
     @property
@@ -164,10 +171,11 @@ class NeuralMethod(Method):
         x = train_data.inputs
         y_mean, y_std = self.output_stats(train_data)
         # Per-channel scalars keep R_k(decode(z)) == decode(R_k(z)) for every k.
-        self._x_mean = self._tensor(x.mean(axis=(0, 2, 3))).view(1, -1, 1, 1)
-        self._x_std = self._tensor(x.std(axis=(0, 2, 3)) + 1e-8).view(1, -1, 1, 1)
-        self._y_mean = self._tensor(np.asarray(y_mean)).view(1, -1, 1, 1)
-        self._y_std = self._tensor(np.asarray(y_std) + 1e-8).view(1, -1, 1, 1)
+        shape = (1, -1, *[1] * (x.ndim - 2))  # (1, C, 1, 1) on a grid, (1, C, 1) on a graph
+        self._x_mean = self._tensor(x.mean(axis=_field_axes(x))).view(shape)
+        self._x_std = self._tensor(x.std(axis=_field_axes(x)) + 1e-8).view(shape)
+        self._y_mean = self._tensor(np.asarray(y_mean)).view(shape)
+        self._y_std = self._tensor(np.asarray(y_std) + 1e-8).view(shape)
 
     # -- contract --------------------------------------------------------------------
     def fit(self, train_data: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> NeuralMethod:
@@ -329,6 +337,9 @@ class NeuralMethod(Method):
         input already lives on the target grid)."""
         if not self._spec.time_dependent:
             return super().advance(state, k)
+        if self._spec.graph is not None:
+            raise NotApplicable(f"{self.name} maps fields on the fine graph's nodes; a coarse state lives on "
+                                f"super-nodes, a different graph")
         with self.rollout_mode():
             return self._batched(state, (1,))[1]
 

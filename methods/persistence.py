@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from nskernel import Budget, Context, Dataset, Method, Prediction, TaskSpec
-from nskernel.grid import restrict
 
 
 class Persistence(Method):
     name = "persistence"
     summary = "the input state, restricted by R_k, as the prediction (time-dependent tasks)"
     uses_training_data = False  # nothing is learned: no data cost to amortise
+    domains = ("grid", "graph")
 
     def not_applicable(self, spec: TaskSpec) -> str | None:
         if not spec.time_dependent or spec.in_channels != spec.out_channels:
@@ -22,10 +22,11 @@ class Persistence(Method):
         return None
 
     def fit(self, train: Dataset, spec: TaskSpec, budget: Budget, ctx: Context) -> Persistence:
-        return self  # nothing to learn
+        self._spec = spec  # nothing to learn; the spec supplies R_k (grid or graph)
+        return self
 
     def predict(self, inputs: np.ndarray, k: int) -> Prediction:
-        return Prediction(mean=restrict(np.asarray(inputs, dtype=np.float64), k))
+        return Prediction(mean=np.asarray(self._spec.restrict(np.asarray(inputs, dtype=np.float64), k)))
 
     def advance(self, state: np.ndarray, k: int) -> Prediction:
         return Prediction(mean=np.asarray(state, dtype=np.float64).copy())

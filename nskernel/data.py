@@ -19,6 +19,10 @@ class Dataset:
     without ``fine``, so no method can peek at the unseen factor; its ``validation`` is
     the validation split (the same view), which methods use for model selection and
     tuning. The test set never reaches a method's ``fit``.
+
+    ``static``: arrays that belong to the task rather than to a sample (a graph task's
+    edges, node features and partition levels, the same as its ``TaskSpec.graph``),
+    stored with the data so that a dataset file is self-contained; empty on grids.
     """
 
     inputs: np.ndarray
@@ -27,6 +31,7 @@ class Dataset:
     rollouts: dict[int, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     validation: Dataset | None = None
+    static: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -38,6 +43,7 @@ class Dataset:
             fine=None if self.fine is None else self.fine[idx],
             rollouts={k: v[idx] for k, v in self.rollouts.items()},
             meta=dict(self.meta),
+            static=dict(self.static),
         )
 
     def for_training(self, k_train: tuple[int, ...], validation: Dataset | None = None) -> Dataset:
@@ -55,4 +61,5 @@ class Dataset:
             fine=None,
             meta=dict(self.meta),
             validation=None if validation is None else validation.for_training(k_train),
+            static=dict(self.static),
         )

@@ -13,6 +13,10 @@
   registered method.
 * ``fit(train, spec, budget, ctx) -> self``; ``predict(inputs, k) -> Prediction``.
   Methods are built from the `TaskSpec` only; they never see a task's name or class.
+* Domains: ``domains`` (a class attribute) lists the domain kinds a method runs on
+  (``"grid"``, ``"graph"``; `TaskSpec.kind`), grid only unless a method says otherwise;
+  the harness records a method on a task of another kind ``n/a`` with the reason
+  (`domain_not_supported`), before `check_spec` or `not_applicable` is asked.
 * Applicability: `not_applicable(spec)` is pure (a reason or None, never raises);
   parameters that a task rejects raise `UsageError` from `check_spec(spec)`, which the
   harness calls before anything runs.
@@ -72,6 +76,8 @@ class Method(abc.ABC):
     #: accepts parameters it does not declare (passed through to a task's own solver and
     #: checked in `check_spec`); ``param_defaults`` is then empty
     open_params: ClassVar[bool] = False
+    #: the domain kinds (`TaskSpec.kind`) the method runs on
+    domains: ClassVar[tuple[str, ...]] = ("grid",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -189,6 +195,24 @@ class Method(abc.ABC):
     def diagnostics(self) -> dict[str, Any]:
         """Extra per-cell facts (e.g. the training curve) merged into the record."""
         return {}
+
+
+DOMAIN_KINDS: tuple[str, ...] = ("grid", "graph")
+
+
+def domain_not_supported(method: Method, spec: TaskSpec) -> str | None:
+    """Why ``method`` cannot run on the domain of ``spec`` (a reason naming both), or None.
+    A wrapper runs where both it and its wrapped method do."""
+    unknown = [d for d in type(method).domains if d not in DOMAIN_KINDS]
+    if unknown:
+        raise ValueError(f"{type(method).__name__}.domains has unknown kind(s) {unknown}; valid: "
+                         f"{', '.join(DOMAIN_KINDS)}")
+    if spec.kind not in type(method).domains:
+        return (f"{method.name} runs on {' and '.join(type(method).domains)} domains; task {spec.name} is on a "
+                f"{spec.kind}")
+    if isinstance(method, WrapperMethod):
+        return domain_not_supported(method.wrapped, spec)
+    return None
 
 
 class WrapperMethod(Method):

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from nskernel.graph import GraphDomain
+from nskernel.grid import restrict as grid_restrict
+
 K_VALUES: tuple[int, ...] = (4, 8, 16)
 SIZES: tuple[str, ...] = ("smoke", "small", "paper")
 
@@ -55,6 +58,12 @@ class TaskSpec:
     Shapes are channel-first: inputs ``(N, in_channels, H, W)``, outputs
     ``(N, out_channels, H // k, W // k)`` for every ``k`` in ``k_values``.
 
+    Graph tasks (``graph`` set, `nskernel.graph.GraphDomain`): fields live on nodes,
+    inputs ``(N, in_channels, n_nodes)``, outputs ``(N, out_channels, n_coarse(k))``;
+    ``fine_shape == (n_nodes,)`` and ``k_values`` are the graph's partition levels.
+    `coarse_shape` and `restrict` dispatch on the domain (``kind``: "grid" or "graph"),
+    so the harness and domain-agnostic methods never branch on it themselves.
+
     Physics hooks (``None`` where a task has no such operator):
 
     * ``residual(u, inputs, k) -> Tensor``: the task's discrete PDE residual of the torch
@@ -83,7 +92,7 @@ class TaskSpec:
     """
 
     name: str
-    fine_shape: tuple[int, int]
+    fine_shape: tuple[int, ...]
     in_channels: int
     out_channels: int
     in_names: tuple[str, ...]
@@ -123,9 +132,49 @@ class TaskSpec:
     out_parity: tuple[int, ...] = ()
     #: the continuous PDE for pointwise (PINN-type) solvers; see nskernel/pointwise.py
     pointwise: Any | None = None
+    #: the graph of a graph task (None: a grid task)
+    graph: GraphDomain | None = None
 
-    def coarse_shape(self, k: int) -> tuple[int, int]:
-        """Grid shape after coarse-graining by ``k``; raises if ``k`` does not divide."""
+    def __post_init__(self) -> None:
+        if self.graph is not None:
+            if self.fine_shape != (self.graph.n_nodes,):
+                raise ValueError(f"task {self.name!r}: fine_shape {self.fine_shape} must be (n_nodes,) = "
+                                 f"({self.graph.n_nodes},) on a graph")
+            missing = [k for k in self.k_values if k not in self.graph.levels]
+            if missing:
+                raise ValueError(f"task {self.name!r}: k_values {missing} have no partition level; valid: "
+                                 f"{', '.join(map(str, self.graph.k_values))}")
+        elif len(self.fine_shape) != 2:
+            raise ValueError(f"task {self.name!r}: a grid task has a 2-D fine_shape, got {self.fine_shape}")
+
+    @property
+    def kind(self) -> str:
+        """The domain kind: ``"graph"`` or ``"grid"`` (what `Method.domains` lists)."""
+        return "graph" if self.graph is not None else "grid"
+
+    def supports_factor(self, k: int) -> bool:
+        """Whether ``k`` is a valid factor: it divides the grid, or names a graph level."""
+        try:
+            self.coarse_shape(k)
+        except ValueError:
+            return False
+        return True
+
+    def restrict(self, u: Any, k: int, from_k: int = 1) -> Any:
+        """``R_k`` of a field given at factor ``from_k`` (1: the fine field), NumPy or torch:
+        the block average by ``k / from_k`` on a grid (`nskernel.grid.restrict`), the
+        (size-weighted) member mean on a graph (`GraphDomain.restrict`)."""
+        if self.graph is not None:
+            return self.graph.restrict(u, k, from_k)
+        if k % from_k:
+            raise ValueError(f"k={k} is not a multiple of from_k={from_k}")
+        return grid_restrict(u, k // from_k)
+
+    def coarse_shape(self, k: int) -> tuple[int, ...]:
+        """Shape after coarse-graining by ``k``; raises if ``k`` does not divide the grid
+        (or names no partition level of the graph)."""
+        if self.graph is not None:
+            return (self.graph.n_coarse(k),)  # raises naming the valid levels
         h, w = self.fine_shape
         if k < 1 or h % k or w % k:
             raise ValueError(

@@ -1,5 +1,6 @@
 """Benchmark problems. ``TASKS`` maps a task name to its frozen dataclass; each task
-family is a subpackage (``tasks/darcy``, ``tasks/turbulence``, ``tasks/convection``),
+family is a subpackage (``tasks/darcy``, ``tasks/turbulence``, ``tasks/convection``,
+``tasks/kuramoto``: the graph task),
 with numerics shared between them in ``tasks/numerics``.
 
 ``TASKS`` holds the built-in tasks only. Tasks of other packages plug in without a line
@@ -10,9 +11,10 @@ here: published under the entry-point group ``neuroscale_bench.tasks`` or named 
 from nskernel import build_registry
 from tasks.convection import Convection
 from tasks.darcy import Darcy
+from tasks.kuramoto import Kuramoto
 from tasks.turbulence import Turbulence
 
-TASKS = build_registry([Darcy, Turbulence, Convection])
+TASKS = build_registry([Darcy, Turbulence, Convection, Kuramoto])
 
 # Registered parameter variants (``name:field=value``): listed by ``bench list`` and
 # selected by name or pattern (``--tasks 'turbulence*'``); ``--tasks all`` runs the
@@ -24,6 +26,8 @@ TASK_VARIANTS: tuple[str, ...] = (
     # convention) on a 256^2 grid, so that k = 4 is their 64^2 coarse grid (docs/turbulence.md)
     "turbulence:nu=1e-3,resolution=256",
     "convection:ra=1e6", "convection:ra=1e7", "convection:ra=1e8",
+    # ROMA's noise experiments (Table 2): 2% and 10% noise on the fine input
+    "kuramoto:noise=0.02", "kuramoto:noise=0.1",
 )
 
 __all__ = ["TASKS", "TASK_VARIANTS"]

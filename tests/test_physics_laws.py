@@ -51,7 +51,10 @@ def test_laws_vanish_on_the_truth_and_match_the_law_metrics(smoke_samples, name:
     # fields that break the laws: an offset of 30 % of the rms, and the negated truth
     rng = np.random.default_rng(k)
     worst = 0.0
-    for bad in (y + 0.3 * y.pow(2).mean().sqrt() * (1 + torch.as_tensor(rng.random(y.shape))), -y):
+    # (the third, the truth scaled so that its largest point vector has norm 2, breaks a bound
+    # such as a graph task's |z| <= 1, which the negated truth keeps)
+    for bad in (y + 0.3 * y.pow(2).mean().sqrt() * (1 + torch.as_tensor(rng.random(y.shape))), -y,
+                2 * y / y.norm(dim=1).max()):
         got = spec.laws(bad, data.inputs, k).pow(2).sum(1).numpy()
         want = _law_metrics(task, spec, bad.numpy(), data.inputs, k)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
@@ -62,7 +65,8 @@ def test_laws_vanish_on_the_truth_and_match_the_law_metrics(smoke_samples, name:
 @pytest.mark.parametrize("name", LAW_TASKS)
 def test_laws_are_differentiable(smoke_samples, name: str) -> None:
     _, spec, data = smoke_samples[name]
-    y = torch.as_tensor(data.targets[8], dtype=torch.float64).neg().requires_grad_(True)
+    y = torch.as_tensor(data.targets[8], dtype=torch.float64)
+    y = (-2 * y / y.norm(dim=1).max()).requires_grad_(True)  # negated, largest point vector of norm 2
     spec.laws(y, data.inputs, 8).pow(2).sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().max() > 0
 

@@ -157,7 +157,7 @@ def test_changed_configuration_is_refused(tmp_path, data_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tasks", "nope"], "unknown task 'nope'; valid: convection, darcy, turbulence"),
+        (["--tasks", "nope"], "unknown task 'nope'; valid: convection, darcy, kuramoto, turbulence"),
         (["--methods", "fnoo"], "unknown method 'fnoo'; valid:"),
         (["--methods", "fno:n_mode=3"],
          "has no parameter 'n_mode'; valid: lr, weight_decay, schedule, augment, amp, n_modes"),

@@ -132,11 +132,13 @@ def load_artifacts(run_dir: Path | str) -> Artifacts:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """Channel names and boundary of a task, for labels and spectra."""
+    """Channel names, boundary and domain kind of a task, for labels and spectra."""
 
     in_names: tuple[str, ...] = ()
     out_names: tuple[str, ...] = ()
     boundary: str = ""
+    #: `TaskSpec.kind`: "grid", "graph" ("" when the task cannot be built here)
+    kind: str = ""
 
 
 def task_info(task: str, size: str) -> TaskInfo:
@@ -146,6 +148,6 @@ def task_info(task: str, size: str) -> TaskInfo:
         from bench.names import build_task
 
         spec = build_task(task, size)[1].spec()
-        return TaskInfo(tuple(spec.in_names), tuple(spec.out_names), str(spec.boundary))
+        return TaskInfo(tuple(spec.in_names), tuple(spec.out_names), str(spec.boundary), spec.kind)
     except Exception:  # noqa: BLE001 -- unknown/renamed task, missing optional deps: labels only
         return TaskInfo()

@@ -129,9 +129,12 @@ def energy_spectrum(state: np.ndarray, info: TaskInfo) -> tuple[np.ndarray, np.n
 
 def plot_spectra(summary: Summary, artifacts: Artifacts, infos: dict[str, TaskInfo],
                  styles: dict[str, Style]) -> Figure | str:
-    tasks = [t for t in time_dependent_tasks(summary) if choose_snapshots(summary, artifacts, t)[0]]
+    graphs = [t for t in time_dependent_tasks(summary) if infos.get(t, TaskInfo()).kind == "graph"]
+    tasks = [t for t in time_dependent_tasks(summary)
+             if t not in graphs and choose_snapshots(summary, artifacts, t)[0]]
     if not tasks:
-        return "no time-dependent task with a saved test-sample snapshot in this run"
+        skipped = f" (graph tasks have no wavenumber spectrum: {', '.join(graphs)})" if graphs else ""
+        return f"no time-dependent grid task with a saved test-sample snapshot in this run{skipped}"
     fig, axes = panel_figure(len(tasks))
     drawn: list[str] = []
     for ax, task in zip(axes, tasks):

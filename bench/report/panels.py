@@ -128,6 +128,9 @@ def _norms(fields: dict[str, list[np.ndarray | None]]) -> dict[str, Normalize]:
 
 def plot_panels(summary: Summary, artifacts: Artifacts, task: str, info: TaskInfo) -> Figure | str:
     """The panel figure of ``task``, or the reason there is none."""
+    if info.kind == "graph":
+        return (f"task {task} lives on the nodes of a graph: its fields have no 2-D image "
+                "(the per-node snapshots are saved with the records)")
     snaps, k = choose_snapshots(summary, artifacts, task)
     if not snaps or k is None:
         return f"no finished cell of task {task} saved a test-sample snapshot"
