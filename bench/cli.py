@@ -142,12 +142,14 @@ def cmd_list(a: argparse.Namespace) -> int:
     from bench.catalog import metric_catalog
     from bench.names import task_classes
     from methods import METHODS, VARIANTS
-    from tasks import TASK_VARIANTS
+    from tasks import NOT_IN_ALL, TASK_VARIANTS
 
     tasks = task_classes()  # built-in and published (entry-point) tasks
     print("tasks:")
     for name, cls in tasks.items():
         print(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        if name in NOT_IN_ALL:
+            print(f"  {'':<16} [not in --tasks all: {NOT_IN_ALL[name]}]")
     for v in TASK_VARIANTS:
         print(f"  {v}")
     print("methods (parameter=default):")

@@ -333,16 +333,17 @@ def build_task(spec: str, size: str) -> tuple[str, Any]:
 
 def resolve_tasks(text: str) -> list[str]:
     """Task specs selected by ``text``: ``all`` (the registered tasks, built-in and
-    entry-point, without the registered variants), a comma list, glob patterns over the
-    registered names and variants, ``package.module:Class[:field=value,...]``."""
-    from tasks import TASK_VARIANTS
+    entry-point, without the registered variants and `tasks.NOT_IN_ALL`), a comma list,
+    glob patterns over the registered names and variants,
+    ``package.module:Class[:field=value,...]``."""
+    from tasks import NOT_IN_ALL, TASK_VARIANTS
 
     registered = list(task_classes())
     known = registered + list(TASK_VARIANTS)
     out: list[str] = []
     for tok in split_list(text):
         if tok == "all":
-            picked = registered
+            picked = [n for n in registered if n not in NOT_IN_ALL]
         elif any(c in tok for c in "*?["):
             picked = [n for n in known if fnmatch.fnmatchcase(n, tok)]
             if not picked:

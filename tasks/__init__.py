@@ -30,4 +30,10 @@ TASK_VARIANTS: tuple[str, ...] = (
     "kuramoto:noise=0.02", "kuramoto:noise=0.1",
 )
 
-__all__ = ["TASKS", "TASK_VARIANTS"]
+# Registered tasks that ``--tasks all`` leaves out (select them by name), with the reason:
+# the default `small` matrix is the README's main job, whose run time is measured.
+NOT_IN_ALL: dict[str, str] = {
+    "kuramoto": "its `small` cost (50k-node graphs, ~6 min of data) is not yet measured end to end (issue #22)",
+}
+
+__all__ = ["NOT_IN_ALL", "TASKS", "TASK_VARIANTS"]
