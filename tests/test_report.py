@@ -342,6 +342,8 @@ def test_number_formatting():
     assert fmt_number(2_000_000, "n_params") == "2.00M" and fmt_number(950, "n_params") == "950"
     assert fmt_mean_std(0.2, math.sqrt(0.02)) == ("0.200", "0.141")
     assert fmt_mean_std(0.5, 1e-6) == ("0.500", "1.0e-06")  # tiny spread stays visible
+    # three identical seeds: np.std of equal floats can be round-off (3.4e-17), not a spread
+    assert fmt_mean_std(0.248, 3.4e-17) == ("0.248", "0.000")
     assert fmt_mean_std(0.5, math.nan) == ("0.500", None)
 
 

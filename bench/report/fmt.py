@@ -62,7 +62,7 @@ def fmt_mean_std(mean: float, std: float, metric: str = "") -> tuple[str, str | 
     if _is_count(metric):  # a model property: a spread only when seeds disagree
         return m, (_count(std) if std else None)
     d = _decimals(mean)
-    if std == 0:
+    if std == 0 or abs(std) <= 1e-12 * abs(mean):  # identical seeds: a float sum's round-off is no spread
         return m, "0" if d is None else f"{0:.{d}f}"
     if d is None or (std != 0 and abs(std) < 10.0 ** (-d) / 2):
         return m, f"{std:.1e}"  # a spread below the mean's last digit stays visible
