@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a task x method matrix and write records, results.csv, report",
                        epilog=EPILOG)
-    r.add_argument("--tasks", default="all", help="'all', comma list, or quoted glob; variants as name:field=value")
+    r.add_argument("--tasks", default="all", help="'all' (the registered tasks except those `bench list` marks "
+                   "'not in --tasks all', e.g. kuramoto), comma list, or quoted glob; variants as name:field=value")
     r.add_argument("--methods", default="all",
                    help="'all', comma list, quoted glob ('neuroscale*'), variants (fno:n_modes=12), module:Class")
     r.add_argument("--size", default="small", choices=list(BUDGETS), help="benchmark size (default: small)")

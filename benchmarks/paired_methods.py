@@ -36,6 +36,9 @@ def main() -> None:
     p.add_argument("--metric", default="rel_l2", help="a per-sample metric (default rel_l2)")
     args = p.parse_args()
     a, b = samples(args.run, args.a, args.metric), samples(args.run, args.b, args.metric)
+    if not set(a) & set(b):
+        raise SystemExit(f"no k with per-sample values of {args.metric!r} in both records (a per-sample metric "
+                         "such as rel_l2 or fluct_rel_l2, scored on both)")
     for k in sorted(set(a) & set(b)):
         if a[k].shape != b[k].shape:
             raise SystemExit(f"k={k}: {args.a} and {args.b} were scored on different test sets")
