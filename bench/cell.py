@@ -29,7 +29,7 @@ from bench import SCHEMA_VERSION
 from bench.config import ROLLOUT_SAMPLES, TIMING_CAPS
 from bench.costs import FineTiming, equal_error_rows, time_inference, timing_batch_size
 from bench.data import config_hash, load_or_generate
-from bench.ladder import ladder_for
+from bench.ladder import Rung, ladder_for
 from bench.memory import PeakMemory
 from bench.metrics.core import ECE_LEVELS
 from bench.names import build_method, build_task
@@ -37,7 +37,7 @@ from bench.provenance import provenance
 from bench.records import measurement, record_path, write_json_atomic
 from bench.scaling import n_train_fields
 from bench.scoring import evaluate, evaluate_rollouts, scored_metrics, validation_score
-from nskernel import Budget, Context, Dataset, Device, Factors, Task, domain_not_supported
+from nskernel import Budget, Context, Dataset, Device, Factors, Task, TaskSpec, domain_not_supported
 from nskernel.errors import CellTimeout, Diverged, NotApplicable
 
 # The last dataset used in this process: cells are ordered by task, so consecutive cells
@@ -71,6 +71,9 @@ class CellConfig:
     #: trial, `bench.tune`: fit, then score the validation split at the training factors;
     #: the test split is never predicted, timed or scored)
     scored_split: str = "test"
+    #: measure the classical error-cost ladder (``--no-ladder``: its rows are n/a); not part
+    #: of the identity, since it changes no other number
+    ladder: bool = True
 
     def identity(self) -> dict[str, Any]:
         """What determines the cell's numbers (not where files go or how it is shown):
@@ -272,11 +275,7 @@ def _execute(cfg: CellConfig, rec: dict[str, Any], deadline: float) -> None:
     caps = TIMING_CAPS.get(cfg.size)
     timed = task.with_threads(cfg.threads).spec()  # every cost on the run's threads
     rows += time_inference(method, timed, test, cfg.factors, ctx, caps, fine)
-    try:
-        rungs, ladder_failed = ladder_for(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads, timed, test_all,
-                                          cfg.factors.test, test_all.inputs[: timing_batch_size(caps)]), ""
-    except Exception as e:  # noqa: BLE001 -- the method's own scores stand; its ladder rows say why they are n/a
-        rungs, ladder_failed = [], f"the classical ladder failed: {type(e).__name__}: {e}"
+    rungs, ladder_failed = _ladder(cfg, timed, test_all, caps)
     fine_row = next(r for r in rows if r["metric"] == "fine_s")
     # what generating the training and validation data costs (fine solves on the run's
     # threads), charged to the methods that learn from them
@@ -333,3 +332,14 @@ def _method_facts(cfg: CellConfig, rec: dict[str, Any], method: Any, save: bool)
     truncated = method.truncation()
     if truncated:  # measured, but never shown as a normal result
         rec.update(status="truncated", reason=truncated)
+
+
+def _ladder(cfg: CellConfig, timed: TaskSpec, test: Dataset, caps: Any) -> tuple[list[Rung], str]:
+    """The task's classical ladder (`bench.ladder`) and, where there is none, why."""
+    if not cfg.ladder:
+        return [], "the classical ladder was not measured in this run (--no-ladder)"
+    try:
+        return ladder_for(cfg.run_dir, cfg.task, cfg.size, cfg.device, cfg.threads, timed, test,
+                          cfg.factors.test, test.inputs[: timing_batch_size(caps)]), ""
+    except Exception as e:  # noqa: BLE001 -- the method's own scores stand; its ladder rows say why they are n/a
+        return [], f"the classical ladder failed: {type(e).__name__}: {e}"

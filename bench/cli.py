@@ -125,7 +125,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                     overwrite=a.overwrite, retry_failed=a.retry_failed, timeout_s=a.timeout,
                     epochs=a.epochs, max_train_s=a.max_train_s, flops=a.flops, batch_size=a.batch_size,
                     checkpoint_every_s=a.checkpoint_every, n_train=a.n_train,
-                    progress=not a.quiet, executor=a.executor, address=a.address, log=a.log,
+                    progress=not a.quiet, executor=a.executor, address=a.address, log=a.log, ladder=not a.no_ladder,
                     experiment=resolved(a, options(run_parser()), threads=threads, out=out, data_dir=data_dir))
     counts = run(cfg)
     if not a.no_report:

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a resumable training checkpoint at most this often (default 30; 0: every epoch)")
     r.add_argument("--timeout", type=float, help="hard wall-clock limit per cell in seconds (default: per size)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("--no-ladder", action="store_true",
+                   help="skip the classical error-cost ladder (bench.ladder: every classical solver on every grid "
+                        "between the coarse and the fine one, on the whole test split; slow on large fine grids): "
+                        "the equal-error rows are recorded n/a with this reason; the other scores are unchanged")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--log", default="none", choices=list(TRACKERS),
                    help="log each cell's learning curve and final scores to TensorBoard (<out>/tensorboard/) or to "

@@ -75,6 +75,8 @@ class RunConfig:
     address: str | None = None  # Ray cluster address; None: $RAY_ADDRESS or a local instance
     #: experiment tracking of each computed cell: "none", "tensorboard" or "wandb" (bench.tracking)
     log: str = "none"
+    #: measure the classical error-cost ladder (`bench.ladder`); False: equal-error rows n/a
+    ladder: bool = True
     #: the resolved `bench run` options, written to <out>/experiment.toml (bench.experiment);
     #: None (a run started from Python): no experiment file
     experiment: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -158,7 +160,7 @@ def plan(cfg: RunConfig) -> Plan:
                 cell = CellConfig(task=t, method=name, seed=seed, size=cfg.size, factors=factors, budget=budget,
                                   device=device, dtype=cfg.dtype, threads=cfg.threads, timeout_s=timeout,
                                   data_dir=str(cfg.data_dir), run_dir=str(cfg.out), progress=cfg.progress,
-                                  checkpoint_every_s=cfg.checkpoint_every_s, n_train=n)
+                                  checkpoint_every_s=cfg.checkpoint_every_s, n_train=n, ladder=cfg.ladder)
                 cells.append(cell)
                 if _needs_run(cell, cfg):
                     todo.append(cell)

@@ -78,4 +78,24 @@ SEARCH_SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
         "window": ("choice", (3, 5)),
         "spectral_modes": ("choice", (0, 8, 12)),  # Fourier mixing on every level (0: none)
     },
+    # graph methods (`methods.graph`, the kuramoto task)
+    "gnn": {
+        "lr": ("log-float", 3e-4, 1e-2),
+        "weight_decay": _WEIGHT_DECAY,
+        "width": ("choice", (16, 32, 64)),
+        "n_layers": ("int", 2, 5),  # rounds of message passing
+    },
+    "roma": {
+        "lr": ("log-float", 3e-4, 1e-2),
+        "weight_decay": _WEIGHT_DECAY,
+        "width": ("choice", (16, 32, 64)),  # each divisible by the default 4 heads
+        "n_layers": ("int", 1, 3),
+    },
+    "deeponet_graph": {
+        "lr": ("log-float", 3e-4, 1e-2),
+        "weight_decay": _WEIGHT_DECAY,
+        "width": ("choice", (32, 64, 128)),
+        "basis": ("choice", (16, 32, 64)),
+        "embed": ("choice", (4, 8, 16)),
+    },
 }

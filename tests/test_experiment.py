@@ -25,7 +25,7 @@ if tomllib is None:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["tasks", "methods", "size", "seeds", "k_train", "k_test", "n_train", "device", "dtype", "threads", "jobs",
         "executor", "address", "out", "data_dir", "overwrite", "retry_failed", "epochs", "flops", "batch_size",
-        "max_train_s", "checkpoint_every", "timeout", "no_report", "quiet", "log"]
+        "max_train_s", "checkpoint_every", "timeout", "no_report", "no_ladder", "quiet", "log"]
 TINY_FNO = "fno:width=8,n_layers=2,n_modes=6"
 
 
@@ -54,7 +54,8 @@ def test_the_keys_are_every_run_option():
     assert set(opts) == flags
     # every setting of RunConfig comes from an option (renamed ones listed), so none can be
     # added to the runner without a key
-    renamed = {"timeout_s": "timeout", "checkpoint_every_s": "checkpoint_every", "progress": "quiet"}
+    renamed = {"timeout_s": "timeout", "checkpoint_every_s": "checkpoint_every", "progress": "quiet",
+               "ladder": "no_ladder"}
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"command", "experiment"}
     assert {renamed.get(f, f) for f in fields} <= set(opts)
 

@@ -58,6 +58,10 @@ def test_untrained_network_is_persistence(name, data):
     x = data.inputs[8:12]
     for k, pred in m.predict_many(x, (4, 8, 16)).items():
         np.testing.assert_allclose(pred.mean, SPEC.restrict(x.astype(np.float64), k), atol=2e-6)
+        # a rollout step prolongs the level-k state to the nodes, applies the network and
+        # restricts: persistence again (R_k P_k = I), off the unit circle too
+        state = data.rollouts[k][8:12, 2]
+        np.testing.assert_allclose(m.advance(state, k).mean, state, atol=2e-6)
 
 
 @pytest.mark.parametrize("name", GRAPH_METHODS)

@@ -120,12 +120,25 @@ def test_kuramoto_data_are_prefixes_and_store_the_graph(tmp_path, data):
     np.testing.assert_array_equal(loaded.static["edges"], g.edges)
 
 
-def test_kuramoto_noise_variant_perturbs_inputs_only(data):
-    _, noisy = build_task("kuramoto:noise=0.1", "smoke")
-    d = noisy.generate(8, seed=0)
-    np.testing.assert_array_equal(d.targets[4], data.targets[4])
-    rms = np.sqrt(((d.inputs - data.inputs) ** 2).sum(axis=1).mean())  # magnitude of the 2-vector noise
+def test_kuramoto_noise_variant_perturbs_inputs_and_training_targets_only():
+    """ROMA's noise on input and output training data: every input is noisy; the targets
+    of training and validation samples are ``R_k`` of a noisy fine observation; the test
+    targets and the rollouts stay clean."""
+    splits = "n_train=4,n_test=4,n_val=4"  # one trajectory per split (4 snapshots each)
+    clean = build_task(f"kuramoto:{splits}", "smoke")[1].generate(12, seed=0)
+    d = build_task(f"kuramoto:noise=0.1,{splits}", "smoke")[1].generate(12, seed=0)
+    rms = np.sqrt(((d.inputs - clean.inputs) ** 2).sum(axis=1).mean())  # magnitude of the 2-vector noise
     assert 0.09 < rms < 0.11
+    test, noisy = slice(4, 8), np.r_[0:4, 8:12]
+    for k in (4, 8, 16):
+        np.testing.assert_array_equal(d.targets[k][test], clean.targets[k][test])
+        np.testing.assert_array_equal(d.rollouts[k], clean.rollouts[k])
+        diff = d.targets[k][noisy] - clean.targets[k][noisy]
+        # the member mean of noise of RMS 0.1 over ~k members: RMS ~ 0.1 / sqrt(k), never 0
+        rms_k = np.sqrt((diff**2).sum(axis=1).mean())
+        assert 0.1 / np.sqrt(k) / 2 < rms_k < 0.1 / np.sqrt(k) * 2, (k, rms_k)
+    fine_rms = np.sqrt(((d.fine[noisy] - clean.fine[noisy]) ** 2).sum(axis=1).mean())
+    assert 0.09 < fine_rms < 0.11 and (d.fine[test] == clean.fine[test]).all()
 
 
 def test_ott_antonsen_solver_shapes_and_one_step_error(data):
@@ -197,17 +210,19 @@ def test_disc_law_closed_form_and_torch_form():
 
 # -- end to end ---------------------------------------------------------------------------
 def test_kuramoto_smoke_matrix_end_to_end(tmp_path, data_dir):
-    """Graph-capable methods score; every grid method (and the grid coarse solvers) is n/a
-    with a reason naming the domain."""
-    methods = "mean,persistence,coarse_oa,coarse_fv,fno"
+    """Graph-capable methods score, a learned one's rollouts included; every grid method
+    (and the grid coarse solvers) is n/a with a reason naming the domain."""
+    methods = "mean,persistence,coarse_oa,coarse_fv,fno,gnn:width=8,n_layers=1"
     counts = run(RunConfig(tasks="kuramoto", methods=methods, size="smoke", data_dir=data_dir, progress=False,
-                           out=tmp_path / "run"), log=lambda s: None)
-    assert counts == {"ok": 3, "n/a": 2}
+                           out=tmp_path / "run", epochs=1), log=lambda s: None)
+    assert counts == {"ok": 4, "n/a": 2}
     df = read_results(tmp_path / "run")
     ok = df[df.method.isin(["mean", "persistence", "coarse_oa"]) & (df.metric == "rel_l2")]
     assert sorted(set(ok.k)) == [4, 8, 16] and (ok.status == "ok").all()
     for metric in ("sym_rel_l2", "order_err", "disc", "rollout_rel_l2@8", "speedup", "equal_error_cost_ratio"):
         assert set(df[df.metric == metric].method) >= {"persistence", "coarse_oa"}, metric
+    gnn = df[(df.method == "gnn:width=8,n_layers=1") & df.metric.str.startswith("rollout_rel_l2")]
+    assert len(gnn) == 3 * 4 and (gnn.status == "ok").all() and gnn.value.notna().all()
     pers = df[(df.method == "persistence") & (df.metric == "rel_l2")].value.to_numpy()
     mean = df[(df.method == "mean") & (df.metric == "rel_l2")].value.to_numpy()
     assert (pers < 0.1 * mean).all()  # one interval: persistence is far better than the climatology

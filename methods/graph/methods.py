@@ -11,20 +11,24 @@ level (`NeuralMethod.data_loss`); ``domains = ("graph",)``.
 
 The networks see the partition levels of the task's spec (its geometry, like a grid's
 shape), including the unseen factor's: no target of an unseen factor is ever read.
-Rollouts are n/a (a coarse state lives on the super-node graph, not on the fine graph the
-networks were built for).
+Rollouts prolong the coarse state to the fine graph (each node takes its super-node's
+value, `GraphDomain.prolong`), apply the network and restrict again: the graph analogue
+of a Fourier operator evaluated on the coarse grid. The prolonged field has |z| <= 1
+where the training inputs were unit vectors, so a rollout tests the network off its
+training distribution, as it does for the grid methods.
 """
 
 from __future__ import annotations
 
 import abc
 
+import numpy as np
 import torch
 
 from methods.graph.models import GraphDeepONetNet, MessagePassingNet, RomaNet, Skip
 from methods.graph.ops import GraphOps
 from methods.neural import NeuralMethod
-from nskernel import TaskSpec
+from nskernel import Prediction, TaskSpec
 
 
 class GraphNeural(NeuralMethod):
@@ -58,6 +62,16 @@ class GraphNeural(NeuralMethod):
 
     def loss_terms(self, x: torch.Tensor, ys: dict[int, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"data": self.data_loss(self.model(x), ys)}
+
+    @torch.no_grad()
+    def advance(self, state: np.ndarray, k: int) -> Prediction:
+        """Rollout step from a level-k state ``(N, C, n_coarse(k))``: ``R_k net(P_k state)``
+        with ``P_k`` the piecewise-constant prolongation to the fine graph."""
+        if not self._spec.time_dependent:
+            return super().advance(state, k)
+        assert self._spec.graph is not None  # `domains` keeps grid tasks away
+        with self.rollout_mode():
+            return self._batched(self._spec.graph.prolong(np.asarray(state), k), (k,))[k]
 
 
 class GNN(GraphNeural):

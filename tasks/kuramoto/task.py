@@ -12,8 +12,12 @@ those means at t + j dt, j = 0..8. Levels k = 4, 8, 16 are the nested partitions
 3, 4 rounds of pairwise heavy-edge matching (``n / k`` super-nodes,
 `graphs.partition_hierarchy`), published as ``TaskSpec.graph`` and stored with the data.
 
-``noise``: Gaussian noise of RMS magnitude ``noise`` on each input node's unit vector
-(ROMA's 2% and 10% variants; targets and rollouts stay clean). The fine solver is the
+``noise``: ROMA's 2% and 10% variants, noise "on input and output training data": Gaussian
+noise of RMS magnitude ``noise`` on each node's unit vector of every input, and on each
+node's observation one interval later for the training and validation samples, whose
+targets are then ``R_k`` of the noisy observation (measurement noise averaged over a
+super-node's members). The test targets and all rollouts stay clean: methods are scored
+against the true dynamics. The fine solver is the
 batched Dormand-Prince stepper (`solver.integrate`); the classical coarse solver is the
 Ott-Antonsen model per super-node (`coarse.CoarseModel`, family ``"oa"``).
 """
@@ -185,7 +189,8 @@ class Kuramoto:
     def generate(self, n: int, seed: int, progress: bool = False) -> Dataset:
         """``n`` samples; sample i is snapshot ``i % snapshots`` of trajectory
         ``i // snapshots`` (initial phases from ``default_rng([seed, j])``), its input
-        noise from ``default_rng([seed, i, 2])``. Stored in float32 (``R_k`` in float64)."""
+        noise from ``default_rng([seed, i, 2])``, its target noise (training and validation
+        samples) from ``default_rng([seed, i, 3])``. Stored in float32 (``R_k`` in float64)."""
         t0 = time.perf_counter()
         dom = self.graph.domain
         n_traj = -(-n // self.snapshots)
@@ -204,19 +209,25 @@ class Kuramoto:
                 targets[k].append(roll[:, 1].astype(np.float32))
             if progress:
                 print(f"kuramoto: trajectory group {g + 1}/{groups} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        x = np.concatenate(inputs)[:n]
+        x, y = np.concatenate(inputs)[:n], np.concatenate(fine)[:n]
+        ys = {k: np.concatenate(v)[:n] for k, v in targets.items()}
         if self.noise:
+            test = range(self.n_train, self.n_train + self.n_test)  # the harness's split (bench.data)
             for i in range(n):
                 eps = np.random.default_rng([seed, i, 2]).standard_normal(x[i].shape)
                 x[i] += (self.noise / np.sqrt(2.0) * eps).astype(np.float32)
+                if i not in test:
+                    eps = self.noise / np.sqrt(2.0) * np.random.default_rng([seed, i, 3]).standard_normal(y[i].shape)
+                    y[i] += eps.astype(np.float32)
+                    for k in ys:
+                        ys[k][i] += dom.restrict(eps, k).astype(np.float32)
         order = np.concatenate(r)[:n]
         meta = {"task": self.name, "seed": seed, "solver": self.fine_solver_name(), "n_nodes": dom.n_nodes,
                 "n_edges": int(dom.edges.shape[1] // 2), "n_coarse": {k: dom.n_coarse(k) for k in dom.k_values},
                 "order_parameter_mean": float(order.mean()), "order_parameter_std": float(order.std()),
                 "trajectories": int(n_traj), "generate_s": round(time.perf_counter() - t0, 2)}
         return Dataset(
-            inputs=x, fine=np.concatenate(fine)[:n],
-            targets={k: np.concatenate(v)[:n] for k, v in targets.items()},
+            inputs=x, fine=y, targets=ys,
             rollouts={k: np.concatenate(v)[:n] for k, v in rollouts.items()},
             meta=meta, static=graph_arrays(dom))
 
