@@ -1,86 +1,125 @@
-"""Cost of the Kuramoto pipeline on a >= 1M-node scale-free graph (tasks/kuramoto).
+"""Cost of the registered Kuramoto task on a >= 1M-node graph: the fine solver, the
+Ott-Antonsen coarse model and the learned graph methods' inference (issue #22).
 
-Times, on one core: graph generation (Chung-Lu + largest component), the degree-exponent
-fit, the partition hierarchy, the coupling matrix, one fine-solver integration over one
-sampling interval (SAMPLE_DT = 5e-3) for one sample from random phases, and one
-Ott-Antonsen coarse step at level 2 over the same interval. Peak memory is ru_maxrss after
-each phase (it only grows, so each line shows what that phase raised it to).
+Builds the task at ``--size paper`` (1.2M requested nodes; the largest component keeps
+~1.1M) exactly as the harness would (`tasks.kuramoto.Kuramoto.graph`: Chung-Lu graph,
+coupling matrix, partition levels k = 4, 8, 16), spins random phases up for ``--spinup``
+time units, then times on a batch of ``--batch`` states:
 
-    OMP_NUM_THREADS=1 python benchmarks/kuramoto_scale.py [--nodes 1150000] [--levels 6]
+* the fine solver over one sampling interval (``Kuramoto.fine_solve``, adaptive DP5);
+* the Ott-Antonsen model per super-node at every level (``coarse_oa``), with its rel_l2
+  against the restricted fine solution;
+* each learned method's ``predict_many`` at every level (``--methods``), and its speedup
+  over the fine solver on the same batch and threads.
 
-The largest component keeps ~91% of ``--nodes`` at 1M and mean degree 8, hence the default.
-No wall time is asserted.
+The learned networks are built from the 1M-node spec with their default hyperparameters
+and *untrained* weights (``fit`` with a zero-epoch budget on the batch itself, which only
+sets the normalisation): a forward pass costs the same whatever the weights, but their
+accuracy at 1M nodes is not what this script measures. Wall times are medians of
+``--repeats`` calls (`bench.timing.measure`); peak memory is ``ru_maxrss`` after each
+phase (it only grows). No time is asserted: this prints what this CPU does.
+
+    OMP_NUM_THREADS=2 python benchmarks/kuramoto_scale.py [--size paper] [--threads 2]
+        [--methods gnn,roma,deeponet_graph] [--batch 1] [--spinup 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import time
 
 import numpy as np
+import torch
 
-from tasks.kuramoto.coarse import CoarseModel
-from tasks.kuramoto.graphs import coupling_matrix, fit_power_law, partition_hierarchy, power_law_graph
-from tasks.kuramoto.solver import RTOL, SAMPLE_DT, integrate
+from bench.metrics import core
+from bench.names import build_method
+from bench.timing import measure
+from nskernel import Budget, Context, Dataset
+from tasks import TASKS
+from tasks.kuramoto.solver import integrate, observables
+from tasks.kuramoto.task import SPINUP_TOL
 
 
 def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+def report(what: str, seconds: float, extra: str = "") -> None:
+    print(f"{what:<44s} {seconds:9.3f} s   max RSS {rss_gib():5.2f} GiB   {extra}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nodes", type=int, default=1_150_000, help="Chung-Lu nodes before the largest component")
-    ap.add_argument("--exponent", type=float, default=2.2)
-    ap.add_argument("--mean-degree", type=float, default=8.0)
-    ap.add_argument("--levels", type=int, default=6)
-    ap.add_argument("--coupling", type=float, default=1.7)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", default="paper", choices=["smoke", "small", "paper"], help="the task's size preset")
+    ap.add_argument("--nodes", type=int, help="override the preset's requested node count")
+    ap.add_argument("--methods", default="gnn,roma,deeponet_graph", help="learned graph methods to time")
+    ap.add_argument("--batch", type=int, default=1, help="states per timed call")
+    ap.add_argument("--spinup", type=float, default=2.0, help="time units from random phases before timing")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
-    def report(what: str, t0: float, extra: str = "") -> None:
-        print(f"{what:<34s} {time.perf_counter() - t0:8.2f} s   max RSS {rss_gib():5.2f} GiB   {extra}", flush=True)
+    task = TASKS["kuramoto"].sized(args.size)
+    if args.nodes:
+        task = dataclasses.replace(task, nodes=args.nodes)
+    task = task.with_threads(args.threads)
+    t0 = time.perf_counter()
+    graph = task.graph
+    dom = graph.domain
+    sizes = ", ".join(f"k={k}: {dom.n_coarse(k)}" for k in dom.k_values)
+    report("graph, coupling matrix, partition levels", time.perf_counter() - t0,
+           f"{dom.n_nodes} nodes, {dom.edges.shape[1] // 2} edges; super-nodes {sizes}")
+    spec = task.spec()
 
+    rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    adj = power_law_graph(args.nodes, args.exponent, args.mean_degree, seed=args.seed)
-    n, edges = adj.shape[0], adj.nnz // 2
-    report("graph (Chung-Lu, giant component)", t0, f"{n} nodes, {edges} edges, mean degree {2 * edges / n:.2f}")
+    phi, stats = integrate(rng.uniform(-np.pi, np.pi, (args.batch, dom.n_nodes)), graph.omega, task.coupling,
+                           graph.w, np.array([0.0, args.spinup]), SPINUP_TOL, SPINUP_TOL)
+    x = observables(phi[-1])
+    r = np.hypot(x[:, 0].mean(-1), x[:, 1].mean(-1))
+    report(f"spin-up, {args.spinup:g} time units (tol {SPINUP_TOL:g})", time.perf_counter() - t0,
+           f"{stats.accepted} steps; global order parameter r = {np.round(r, 3)}")
 
-    t0 = time.perf_counter()
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    alpha, kmin, tail = fit_power_law(deg)
-    report(
-        "degree exponent fit (discrete MLE)", t0, f"alpha {alpha:.3f}, k_min {kmin}, tail {tail}, max {deg.max():.0f}"
-    )
+    fine_out: list[np.ndarray] = []
+    fine = measure(lambda: fine_out.append(task.fine_solve(x)), repeats=args.repeats, max_load=args.threads + 0.5)
+    y = fine_out[-1]
+    report(f"fine solve, one interval ({task.interval:g}), batch {args.batch}", fine.median_s,
+           f"rtol {task.rtol:g}, atol {task.atol:g}")
+    truth = {k: dom.restrict(y, k) for k in dom.k_values}
 
-    t0 = time.perf_counter()
-    levels = partition_hierarchy(adj, args.levels, factor=4.0, seed=args.seed)
-    sizes = ", ".join(f"{lv.n_super} (max {lv.sizes.max()})" for lv in levels[1:])
-    report("partition hierarchy", t0, f"super-nodes per level: {sizes}")
+    for k in dom.k_values:
+        t0 = time.perf_counter()
+        task.oa_model(k)  # built once per level and cached, like the harness's first call
+        build_s = time.perf_counter() - t0
+        out: list[np.ndarray] = []
+        t = measure(lambda k=k, out=out: out.append(task.oa_solve(x, k)), repeats=args.repeats,
+                    max_load=args.threads + 0.5)
+        err = float(core.rel_l2(out[-1], truth[k]).mean())
+        report(f"coarse_oa, k={k}", t.median_s, f"model build {build_s:.2f} s; rel_l2 {err:.2e}; "
+               f"speedup {fine.median_s / t.median_s:.1f}x")
+    persistence = float(np.mean([core.rel_l2(dom.restrict(x, k), truth[k]).mean() for k in dom.k_values]))
+    print(f"(persistence rel_l2, mean over k: {persistence:.2e})", flush=True)
 
-    t0 = time.perf_counter()
-    w = coupling_matrix(adj)
-    report("coupling matrix W = D^-1 A", t0)
-
-    rng = np.random.default_rng(args.seed)
-    omega, phi0 = rng.standard_normal(n), rng.uniform(-np.pi, np.pi, (1, n))
-    t0 = time.perf_counter()
-    phi, stats = integrate(phi0, omega, args.coupling, w, np.array([0.0, SAMPLE_DT]))
-    report(
-        "fine solve, one interval, 1 sample",
-        t0,
-        f"rtol=atol={RTOL:g}, {stats.accepted} steps ({stats.rejected} rejected), {stats.rhs_calls} RHS",
-    )
-
-    lv = levels[min(2, len(levels) - 1)]
-    t0 = time.perf_counter()
-    model = CoarseModel.build(w, omega, lv.members)
-    report("coarse model build (level 2)", t0, f"{lv.n_super} super-nodes, {model.wc.nnz} coarse couplings")
-    t0 = time.perf_counter()
-    z, stats = model.advance(model.restrict(phi0), args.coupling, np.array([0.0, SAMPLE_DT]))
-    err = np.linalg.norm(z[-1] - model.restrict(phi[-1])) / np.linalg.norm(model.restrict(phi[-1]))
-    report("coarse OA solve, one interval", t0, f"{stats.accepted} steps, rel. L2 vs restricted fine {err:.2e}")
+    ctx = Context(seed=0, threads=args.threads)
+    xs = x.astype(np.float32)
+    data = Dataset(inputs=x.astype(np.float32), targets={k: truth[k].astype(np.float32) for k in (4, 8)})
+    for name in [m for m in args.methods.split(",") if m]:
+        t0 = time.perf_counter()
+        _, method = build_method(name)
+        method.fit(data.for_training((4, 8)), spec, Budget(epochs=0, max_train_s=3600.0, batch_size=args.batch), ctx)
+        build_s = time.perf_counter() - t0
+        try:
+            t = measure(lambda m=method: m.predict_many(xs, dom.k_values), repeats=args.repeats,
+                        max_load=args.threads + 0.5)
+        except RuntimeError as e:  # out of memory in a network layer: say so, time the others
+            report(f"{name} inference, all k, batch {args.batch}", float("nan"), f"failed: {e}")
+            continue
+        report(f"{name} inference, all k, batch {args.batch}", t.median_s,
+               f"build {build_s:.1f} s, {method.n_params()} parameters (untrained); "
+               f"speedup {fine.median_s / t.median_s:.2f}x")
 
 
 if __name__ == "__main__":
