@@ -268,6 +268,22 @@ def test_generate_is_deterministic_prefix_and_consistent(task, data):
     assert data.meta["kmax_eta_mean"] >= task.min_kmax_eta
 
 
+def test_rollout_length_is_a_field():
+    """``rollout`` sets the stored trajectory length and the scored horizons (powers of two
+    below it, and itself); the default keeps the former 8 horizons."""
+    assert Turbulence.sized("smoke").rollout_horizons == (1, 2, 4, 8)
+    assert Turbulence(size="smoke", rollout=32).spec().rollout_horizons == (1, 2, 4, 8, 16, 32)
+    assert Turbulence(size="smoke", rollout=12).rollout_horizons == (1, 2, 4, 8, 12)
+    assert Turbulence(size="smoke", rollout=1).rollout_horizons == (1,)
+    with pytest.raises(ValueError, match="rollout"):
+        Turbulence(size="smoke", rollout=0)
+    short = dataclasses.replace(Turbulence.sized("smoke"), spinup=0.5, snapshots=1, rollout=3, n_train=1,
+                                n_test=1, n_val=1)
+    d = short.generate(1, seed=0)
+    assert d.rollouts[4].shape == (1, 4, 1, short.n // 4, short.n // 4)
+    np.testing.assert_array_equal(d.rollouts[4][:, 1], d.targets[4])
+
+
 def test_fine_solve_reproduces_the_targets(task, data):
     out = task.spec().fine_solve(data.inputs[:3])
     assert out.shape == data.fine[:3].shape
