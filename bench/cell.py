@@ -71,8 +71,9 @@ class CellConfig:
     #: trial, `bench.tune`: fit, then score the validation split at the training factors;
     #: the test split is never predicted, timed or scored)
     scored_split: str = "test"
-    #: measure the classical error-cost ladder (``--no-ladder``: its rows are n/a); not part
-    #: of the identity, since it changes no other number
+    #: measure the classical error-cost ladder (``--no-ladder``: its three equal-error rows
+    #: are n/a); part of the identity only when off, so that a run with the ladder never
+    #: resumes a record without it (and earlier records keep their hashes)
     ladder: bool = True
 
     def identity(self) -> dict[str, Any]:
@@ -87,7 +88,8 @@ class CellConfig:
                 "k_train": list(self.factors.train), "k_test": list(self.factors.test),
                 "device": str(self.device), "dtype": self.dtype,
                 "budget": {"mode": b.mode, **amount, "batch_size": b.batch_size}, **n_train_fields(self.n_train),
-                **({"scored_split": self.scored_split} if self.scored_split != "test" else {})}
+                **({"scored_split": self.scored_split} if self.scored_split != "test" else {}),
+                **({} if self.ladder else {"ladder": False})}
 
     @property
     def config_hash(self) -> str:

@@ -179,7 +179,7 @@ def _needs_run(cell: CellConfig, cfg: RunConfig) -> bool:
     if rec["config_hash"] != cell.config_hash:
         raise UsageError(
             f"{cell.path} was produced by a different configuration (e.g. other --k-train/--k-test, "
-            f"--epochs/--max-train-s or device); use --overwrite to replace it or --out for a new run directory"
+            f"--epochs, --no-ladder or device); use --overwrite to replace it or --out for a new run directory"
         )
     return cfg.retry_failed and rec["status"] not in ("ok", "n/a")
 

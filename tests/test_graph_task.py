@@ -139,6 +139,9 @@ def test_kuramoto_noise_variant_perturbs_inputs_and_training_targets_only():
         assert 0.1 / np.sqrt(k) / 2 < rms_k < 0.1 / np.sqrt(k) * 2, (k, rms_k)
     fine_rms = np.sqrt(((d.fine[noisy] - clean.fine[noisy]) ** 2).sum(axis=1).mean())
     assert 0.09 < fine_rms < 0.11 and (d.fine[test] == clean.fine[test]).all()
+    inputs_only = build_task(f"kuramoto:noise=0.1,target_noise=False,{splits}", "smoke")[1].generate(12, seed=0)
+    np.testing.assert_array_equal(inputs_only.inputs, d.inputs)
+    np.testing.assert_array_equal(inputs_only.targets[8], clean.targets[8])
 
 
 def test_ott_antonsen_solver_shapes_and_one_step_error(data):

@@ -268,13 +268,16 @@ def test_equal_error_rows_and_the_frontier_figure(tmp_path, data_dir):
 
 def test_no_ladder_records_the_equal_error_rows_as_not_measured(tmp_path, data_dir):
     """``--no-ladder``: no ladder is measured or saved, the three equal-error rows are n/a
-    saying why, and every other number is the one a run with the ladder records."""
+    saying why, a run with the ladder refuses to resume the record, and every other number
+    is the one a run with the ladder records."""
     c = cfg(tmp_path, data_dir, methods="coarse_fv", ladder=False)
     assert run(c, log=lambda s: None) == {"ok": 1}
     df = read_results(tmp_path / "run")
     assert not (tmp_path / "run" / "ladder").exists()
     rows = df[df.metric.isin(["equal_error_cost_ratio", "breakeven_solves", "ladder_error_at_cost"])]
     assert len(rows) == 3 * 3 and (rows.status == "n/a").all() and rows.reason.str.contains("--no-ladder").all()
+    with pytest.raises(UsageError, match="different configuration"):  # never resumed as if measured
+        run(dataclasses.replace(c, ladder=True), log=lambda s: None)
     with_ladder = dataclasses.replace(c, ladder=True, out=tmp_path / "with")
     assert run(with_ladder, log=lambda s: None) == {"ok": 1}
     other = read_results(tmp_path / "with")

@@ -49,8 +49,8 @@ def test_search_spaces_name_real_parameters_and_accepted_values(name):
     points += [{p: v} for p, e in space.items() if e[0] == "choice" for v in _values(e)]
     # the tasks of a domain the method runs on (on another it is n/a by domain, `Method.domains`)
     kinds = {task: cls.sized("smoke").spec().kind for task, cls in TASKS.items()}
-    # (a graph task at smoke only: its larger sizes build 55k- and 1.2M-node graphs, and no
-    # graph method's parameter depends on the node count)
+    # (a graph task at smoke only: its larger sizes build 55k- and 1.2M-node graphs, and
+    # whether a graph method's hyperparameter applies does not depend on the node count)
     specs = [cls.sized(size).spec() for task, cls in TASKS.items() if kinds[task] in METHODS[name].domains
              for size in (("smoke",) if kinds[task] == "graph" else ("smoke", "small", "paper"))]
     for point in points:
@@ -64,6 +64,8 @@ def test_a_test_cell_keeps_its_identity():
                       budget=Budget(epochs=1, max_train_s=60.0, batch_size=8))
     assert "scored_split" not in cell.identity()  # the committed reference's hashes stay valid
     assert dataclasses.replace(cell, scored_split="validation").config_hash != cell.config_hash
+    assert "ladder" not in cell.identity()
+    assert dataclasses.replace(cell, ladder=False).config_hash != cell.config_hash
 
 
 class _Untouchable:

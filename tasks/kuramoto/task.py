@@ -16,8 +16,8 @@ those means at t + j dt, j = 0..8. Levels k = 4, 8, 16 are the nested partitions
 noise of RMS magnitude ``noise`` on each node's unit vector of every input, and on each
 node's observation one interval later for the training and validation samples, whose
 targets are then ``R_k`` of the noisy observation (measurement noise averaged over a
-super-node's members). The test targets and all rollouts stay clean: methods are scored
-against the true dynamics. The fine solver is the
+super-node's members; ``target_noise=False``: inputs only). The test targets and all
+rollouts stay clean: methods are scored against the true dynamics. The fine solver is the
 batched Dormand-Prince stepper (`solver.integrate`); the classical coarse solver is the
 Ott-Antonsen model per super-node (`coarse.CoarseModel`, family ``"oa"``).
 """
@@ -97,6 +97,10 @@ class Kuramoto:
     graph_seed: int = 0
     coupling: float = 2.0
     noise: float = 0.0
+    # noise also on the training and validation targets (ROMA's "input and output training
+    # data"); False: inputs only, as generated before session 10. A field, so that the two
+    # kinds of data never share a cache entry.
+    target_noise: bool = True
     interval: float = SAMPLE_DT
     spinup: float = 20.0
     spacing: float = 1.0
@@ -216,7 +220,7 @@ class Kuramoto:
             for i in range(n):
                 eps = np.random.default_rng([seed, i, 2]).standard_normal(x[i].shape)
                 x[i] += (self.noise / np.sqrt(2.0) * eps).astype(np.float32)
-                if i not in test:
+                if self.target_noise and i not in test:
                     eps = self.noise / np.sqrt(2.0) * np.random.default_rng([seed, i, 3]).standard_normal(y[i].shape)
                     y[i] += eps.astype(np.float32)
                     for k in ys:
