@@ -248,7 +248,8 @@ def check_documented(path: Path, task: object, exported: bool) -> None:
     spec = task.spec()
     h, w = spec.fine_shape
     symbols = {"N": task.n_train + task.n_test + task.n_val, "C": spec.in_channels, "H": h, "W": w,
-               "n_train": task.n_train, "n_test": task.n_test, "n_val": task.n_val}
+               "n_train": task.n_train, "n_test": task.n_test, "n_val": task.n_val,
+               "L": max(spec.rollout_horizons, default=0)}  # the rollout length
     assert spec.in_channels == spec.out_channels  # the page's single C
     with h5py.File(path, "r") as f:
         config = json.loads(f.attrs["config"])
