@@ -27,7 +27,7 @@ TASK_VARIANTS: tuple[str, ...] = (
     # horizons (8 time units) so that corr_time_095 is not censored at 2 (docs/turbulence.md)
     "turbulence:nu=1e-3,resolution=256,rollout=32",
     "convection:ra=1e6", "convection:ra=1e7", "convection:ra=1e8",
-    # ROMA's noise experiments (Table 2): 2% and 10% noise on the fine input
+    # ROMA's noise experiments (Table 2): 2% and 10% noise on the inputs and the training targets
     "kuramoto:noise=0.02", "kuramoto:noise=0.1",
 )
 
